@@ -1,0 +1,115 @@
+package catalog
+
+import (
+	"errors"
+	"slices"
+)
+
+// Sentinel errors. Every error returned by this package wraps exactly one of
+// them (test with errors.Is) so that API layers can map failures to status
+// codes without parsing messages:
+//
+//   - ErrInvalid: the input is malformed or references something that does
+//     not exist as a dependency (e.g. a client naming an unknown group); HTTP 400.
+//   - ErrNotFound: the object the command operates on does not exist; HTTP 404.
+//   - ErrConflict: the object already exists, is still in use, or a unique
+//     value is taken by another object; HTTP 409.
+var (
+	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// BootMode selects how a client boots its image.
+type BootMode string
+
+// Boot modes. BootDisklessRAM is the default for a group created without one.
+const (
+	BootDisklessRAM BootMode = "diskless-ram"
+	BootDisklessNBD BootMode = "diskless-nbd"
+	BootDisk        BootMode = "disk"
+)
+
+func (m BootMode) valid() bool {
+	return m == BootDisklessRAM || m == BootDisklessNBD || m == BootDisk
+}
+
+// Format is the on-disk format of an image's root filesystem.
+type Format string
+
+// Image formats.
+const (
+	FormatSquashfs Format = "squashfs"
+	FormatExt4     Format = "ext4"
+	FormatRaw      Format = "raw"
+)
+
+func (f Format) valid() bool {
+	return f == FormatSquashfs || f == FormatExt4 || f == FormatRaw
+}
+
+// ImageVersion is one immutable build of an image, identified by content.
+type ImageVersion struct {
+	ID          string `json:"id"`                     // content id: 64 lower-case hex (sha256 of the root image)
+	Size        int64  `json:"size"`                   // bytes, >= 0
+	SHA256      string `json:"sha256"`                 // 64 lower-case hex
+	PieceLength int64  `json:"piece_length,omitempty"` // 0 or a power of two >= 16 KiB
+	Format      Format `json:"format"`
+	KernelBlob  string `json:"kernel_blob,omitempty"` // empty or 64 lower-case hex
+	InitrdBlob  string `json:"initrd_blob,omitempty"` // empty or 64 lower-case hex
+	Cmdline     string `json:"cmdline,omitempty"`     // kernel args, see ValidateArgs
+	Note        string `json:"note,omitempty"`        // <= 256 bytes, printable
+	Created     int64  `json:"created"`               // unix seconds, from Command.At
+}
+
+// Image is a named series of versions, one of which is current.
+type Image struct {
+	Name     string         `json:"name"`
+	Current  string         `json:"current"`  // version id, or "" only transiently
+	Versions []ImageVersion `json:"versions"` // in the order they were added
+}
+
+func (im Image) clone() Image {
+	im.Versions = slices.Clone(im.Versions)
+	return im
+}
+
+// version returns the index of the version with id, or -1.
+func (im Image) version(id string) int {
+	return slices.IndexFunc(im.Versions, func(v ImageVersion) bool { return v.ID == id })
+}
+
+// Group is a set of clients that boot the same image the same way.
+type Group struct {
+	Name       string   `json:"name"`
+	Image      string   `json:"image,omitempty"`   // "" or an existing image name
+	Version    string   `json:"version,omitempty"` // "" follows the image's current version; else a pinned version id
+	BootMode   BootMode `json:"boot_mode"`
+	KernelArgs string   `json:"kernel_args,omitempty"`
+	StatePaths []string `json:"state_paths,omitempty"` // absolute, clean paths kept across reboots
+}
+
+func (g Group) clone() Group {
+	g.StatePaths = slices.Clone(g.StatePaths)
+	return g
+}
+
+// Client is one bootable machine, identified by its MAC address.
+type Client struct {
+	MAC        string `json:"mac"`      // canonical aa:bb:cc:dd:ee:ff
+	Hostname   string `json:"hostname"` // RFC 1123 label, unique across clients
+	Group      string `json:"group"`
+	IP         string `json:"ip,omitempty"`          // optional IPv4, unique across clients
+	KernelArgs string `json:"kernel_args,omitempty"` // appended after the group's kernel args
+	Created    int64  `json:"created"`
+	Updated    int64  `json:"updated"`
+}
+
+// Node is a member of the shoal control-plane cluster.
+type Node struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"` // host:port
+	HTTPAddr string `json:"http_addr"` // host:port
+}
+
+func identity[T any](v T) T { return v }

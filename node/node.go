@@ -1,0 +1,119 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-project/shoal/cluster"
+)
+
+// Config of a server node. The HTTP bind address is Cluster.HTTPAddr, which
+// is also what peers are told to use (after --advertise substitution).
+type Config struct {
+	Cluster cluster.Config
+	Logger  *slog.Logger
+	// Listening, if set, is called once the HTTP API listens, with the
+	// addresses the node uses (for `shoal server` to print).
+	Listening func(Addrs)
+}
+
+// Addrs are the addresses a running node listens on.
+type Addrs struct {
+	HTTP, Raft, Gossip string
+}
+
+// DefaultConfig is a single-node server on loopback.
+func DefaultConfig() Config {
+	return Config{Cluster: cluster.DefaultConfig()}
+}
+
+// Validate checks the whole node configuration.
+func (c Config) Validate() error { return c.Cluster.Validate() }
+
+// Node is one server node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	cluster *cluster.Cluster
+	reg     *prometheus.Registry
+	api     *api
+}
+
+// New builds a node; nothing is opened or started until Run.
+func New(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Cluster.Logger = cfg.Logger
+	cl, err := cluster.New(cfg.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(cl.Collectors()...)
+	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "node"), cluster: cl, reg: reg}
+	n.api = newAPI(cl, reg, cfg.Logger.With("subsystem", "api"))
+	return n, nil
+}
+
+// Cluster gives tests and embedders the member.
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
+
+// Handler is the node's whole HTTP surface.
+func (n *Node) Handler() http.Handler { return n.api.handler(n.cluster.InternalHandler()) }
+
+// Run starts the node and blocks until ctx ends, then shuts down. It
+// returns an error only when something failed, never for a clean stop.
+func (n *Node) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", n.cfg.Cluster.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", n.cfg.Cluster.HTTPAddr, err)
+	}
+	if err := n.cluster.Start(); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if n.cfg.Listening != nil {
+		n.cfg.Listening(Addrs{HTTP: ln.Addr().String(), Raft: n.cfg.Cluster.RaftAddr, Gossip: n.cfg.Cluster.GossipAddr})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return n.cluster.Run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		n.shutdown(srv)
+		return nil
+	})
+	return g.Wait()
+}
+
+// shutdown order: the API first, so no new writes arrive on a node that is
+// leaving; then the cluster member (raft leave, gossip leave, raft stop),
+// whose own order is documented on cluster.Shutdown.
+func (n *Node) shutdown(srv *http.Server) {
+	n.log.Info("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		n.log.Warn("http shutdown", "err", err)
+	}
+	if err := n.cluster.Shutdown(); err != nil {
+		n.log.Warn("cluster shutdown", "err", err)
+	}
+}
