@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"fmt"
+
 	"github.com/hashicorp/raft"
 )
 
@@ -14,14 +16,17 @@ type Server struct {
 
 // Status is this node's view of raft; none of it needs a leader.
 type Status struct {
-	Node         string   `json:"node"`
-	State        string   `json:"state"` // Leader | Follower | Candidate | Shutdown
-	Leader       string   `json:"leader"`
-	Term         uint64   `json:"term"`
-	AppliedIndex uint64   `json:"applied_index"`
-	CommitIndex  uint64   `json:"commit_index"`
-	LastIndex    uint64   `json:"last_index"`
-	Servers      []Server `json:"servers"`
+	Node         string `json:"node"`
+	State        string `json:"state"` // Leader | Follower | Candidate | Shutdown
+	Leader       string `json:"leader"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	LastIndex    uint64 `json:"last_index"`
+	// LastSnapshotIndex is the index of the newest snapshot this node took
+	// or installed from the leader.
+	LastSnapshotIndex uint64   `json:"last_snapshot_index"`
+	Servers           []Server `json:"servers"`
 }
 
 // Status reports raft state from this node's point of view.
@@ -35,6 +40,7 @@ func (c *Cluster) Status() Status {
 		Term: c.raft.CurrentTerm(), AppliedIndex: c.raft.AppliedIndex(),
 		CommitIndex: c.raft.CommitIndex(), LastIndex: c.raft.LastIndex(),
 	}
+	fmt.Sscan(c.raft.Stats()["last_snapshot_index"], &st.LastSnapshotIndex)
 	for _, s := range c.servers() {
 		st.Servers = append(st.Servers, Server{
 			ID: string(s.ID), Address: string(s.Address), Suffrage: suffrage(s.Suffrage), Leader: string(s.ID) == leader,
