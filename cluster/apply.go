@@ -133,6 +133,10 @@ func (c *Cluster) postJSON(ctx context.Context, url string, body []byte, v any) 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// Lets net/http resend on a stale keep-alive connection when nothing
+	// was written yet (a leader restarted); a request the server may have
+	// read is never resent.
+	req.Header.Set("Idempotency-Key", "")
 	resp, err := c.httpc.Do(req)
 	if err != nil {
 		return err
@@ -167,6 +171,7 @@ func (c *Cluster) removeLocal(id string) error {
 	if c.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}
+	c.reg.markLeft(id)
 	if err := c.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return fmt.Errorf("%w: %v", ErrNotLeader, err)
@@ -206,16 +211,27 @@ func (c *Cluster) ReadBarrier(ctx context.Context) error {
 	return c.WaitApplied(ctx, idx)
 }
 
+// readIndexLocal runs on the leader. A barrier (rather than VerifyLeader
+// plus the commit index) because raft's applied index moves before the FSM
+// has applied, and config entries never reach the FSM: after the barrier
+// the catalogue's own applied index covers every write acknowledged so far,
+// and committing the barrier proves leadership to a quorum.
 func (c *Cluster) readIndexLocal() (uint64, error) {
-	if err := c.raft.VerifyLeader().Error(); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	if err := c.raft.Barrier(c.cfg.WriteTimeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return 0, err
 	}
-	return c.raft.CommitIndex(), nil
+	return c.state.AppliedIndex(), nil
 }
 
-// WaitApplied blocks until the local replica has applied log index idx.
+// WaitApplied blocks until the local catalogue has applied the command at
+// log index idx (an index Apply or ReadBarrier returned). It watches the
+// catalogue's index, not raft's: raft counts an entry applied when it hands
+// it to the FSM, before the FSM has run it.
 func (c *Cluster) WaitApplied(ctx context.Context, idx uint64) error {
-	for c.raft.AppliedIndex() < idx {
+	for c.state.AppliedIndex() < idx {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("replica did not reach index %d: %w", idx, ctx.Err())
@@ -226,6 +242,13 @@ func (c *Cluster) WaitApplied(ctx context.Context, idx uint64) error {
 }
 
 func (c *Cluster) waitReady(ctx context.Context) error {
+	// Check first: select picks at random among ready cases, and callers
+	// pass an already-cancelled context to mean "don't wait".
+	select {
+	case <-c.ready:
+		return nil
+	default:
+	}
 	select {
 	case <-c.ready:
 		return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/shoal-project/shoal/cluster/catalog"
 )
@@ -39,6 +40,7 @@ type Cluster struct {
 	httpAddr string // advertised
 
 	wal   *raftwal.WAL
+	meta  *metadb.BoltMetaDB
 	snaps raft.SnapshotStore
 	trans *raft.NetworkTransport
 	raft  *raft.Raft
@@ -96,7 +98,7 @@ func (c *Cluster) Start() error {
 	if err := c.startGossip(); err != nil {
 		c.raft.Shutdown().Error()
 		c.trans.Close()
-		c.wal.Close()
+		c.closeStores()
 		return err
 	}
 	c.ap = autopilot.New(c.raft, c.pilot,
@@ -156,7 +158,10 @@ func (c *Cluster) startRaft() error {
 	if err := os.MkdirAll(walDir, 0o750); err != nil {
 		return fmt.Errorf("raft dir: %w", err)
 	}
-	wal, err := raftwal.Open(walDir)
+	// raft-wal v0.4.0's Close leaves its bolt meta DB open, and bolt's file
+	// lock then blocks a restart in the same process: own it and close it.
+	meta := &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(walDir, raftwal.WithMetaStore(meta))
 	if err != nil {
 		return fmt.Errorf("open raft log %s: %w", walDir, err)
 	}
@@ -181,7 +186,7 @@ func (c *Cluster) startRaft() error {
 		wal.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
-	c.wal, c.snaps, c.trans, c.raft = wal, snaps, trans, r
+	c.wal, c.meta, c.snaps, c.trans, c.raft = wal, meta, snaps, trans, r
 	return nil
 }
 
@@ -321,7 +326,7 @@ func (c *Cluster) Shutdown() error {
 		c.ml.Shutdown()
 		err = c.raft.Shutdown().Error()
 		c.trans.Close()
-		if werr := c.wal.Close(); err == nil {
+		if werr := c.closeStores(); err == nil {
 			err = werr
 		}
 		c.log.Info("cluster member stopped")
@@ -371,3 +376,24 @@ func (w slogWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = slogWriter{}
+
+// Abort stops the member without leaving anything: to its peers it looks
+// exactly like a crash (no gossip leave, no raft removal). It exists for
+// fault-injection tests; servers use Shutdown.
+func (c *Cluster) Abort() {
+	c.stopOnce.Do(func() {
+		select {
+		case <-c.ready:
+		default:
+			return
+		}
+		c.ml.Shutdown()
+		c.raft.Shutdown().Error()
+		c.trans.Close()
+		c.closeStores()
+	})
+}
+
+func (c *Cluster) closeStores() error {
+	return errors.Join(c.wal.Close(), c.meta.Close())
+}

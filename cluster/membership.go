@@ -44,12 +44,15 @@ func (m Member) HTTPAddr() string { return m.Meta[MetaHTTP] }
 type registry struct {
 	mu      sync.RWMutex
 	members map[string]*Member
+	// left records graceful leaves the leader carried out, so that it does
+	// not re-add a leaver that gossip still shows alive for a moment.
+	left    map[string]time.Time
 	changed chan struct{} // poked (non-blocking) on every change
 	log     *slog.Logger
 }
 
 func newRegistry(log *slog.Logger) *registry {
-	return &registry{members: map[string]*Member{}, changed: make(chan struct{}, 1), log: log}
+	return &registry{members: map[string]*Member{}, left: map[string]time.Time{}, changed: make(chan struct{}, 1), log: log}
 }
 
 func (r *registry) set(n *memberlist.Node, status MemberStatus) {
@@ -108,12 +111,22 @@ func (r *registry) alive() []Member {
 	return out
 }
 
-// forget drops a member once it is out of the raft configuration and
-// gossip no longer lists it, so the registry does not grow forever.
-func (r *registry) forget(name string) {
+// leaveWindow is how long a graceful leaver is not re-added unless gossip
+// shows it coming back (a status change after the leave).
+const leaveWindow = 30 * time.Second
+
+func (r *registry) markLeft(name string) {
 	r.mu.Lock()
-	delete(r.members, name)
+	r.left[name] = time.Now()
 	r.mu.Unlock()
+}
+
+// recentlyLeft: m left gracefully and has not been seen rejoining since.
+func (r *registry) recentlyLeft(m Member) bool {
+	r.mu.RLock()
+	at, ok := r.left[m.Name]
+	r.mu.RUnlock()
+	return ok && time.Since(at) < leaveWindow && !m.Since.After(at)
 }
 
 // events adapts memberlist's callbacks to the registry.
