@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,8 +44,10 @@ type Cluster struct {
 	trans *raft.NetworkTransport
 	raft  *raft.Raft
 	ml    *memberlist.Memberlist
-	pilot *pilot
-	ap    *autopilot.Autopilot
+	// gossipMeta is what this node gossips about itself.
+	gossipMeta *delegate
+	pilot      *pilot
+	ap         *autopilot.Autopilot
 
 	ready    chan struct{}
 	stopOnce sync.Once
@@ -103,7 +104,7 @@ func (c *Cluster) Start() error {
 	}
 	c.ap = autopilot.New(c.raft, c.pilot,
 		autopilot.WithLogger(c.hclog("autopilot")),
-		autopilot.WithPromoter(&promoter{max: c.cfg.MaxVoters}),
+		autopilot.WithPromoter(&promoter{max: c.cfg.MaxVoters, current: c.servers}),
 		autopilot.WithUpdateInterval(c.cfg.Timing.AutopilotInterval),
 		autopilot.WithReconcileInterval(c.cfg.Timing.AutopilotInterval))
 	close(c.ready)
@@ -180,7 +181,7 @@ func (c *Cluster) startRaft() error {
 		wal.Close()
 		return fmt.Errorf("raft listen %s: %w", c.cfg.RaftAddr, err)
 	}
-	r, err := raft.NewRaft(c.raftConfig(), &fsm{state: c.state}, wal, wal, snaps, trans)
+	r, err := raft.NewRaft(c.raftConfig(), &fsm{state: c.state}, logStore{wal}, wal, snaps, trans)
 	if err != nil {
 		trans.Close()
 		wal.Close()
@@ -205,10 +206,7 @@ func (c *Cluster) startGossip() error {
 	for k, v := range c.cfg.Meta {
 		meta[k] = v
 	}
-	mb, err := json.Marshal(meta)
-	if err != nil {
-		return err
-	}
+	c.gossipMeta = &delegate{meta: meta}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = c.cfg.NodeName
 	mc.BindAddr, mc.BindPort = host, p
@@ -216,7 +214,7 @@ func (c *Cluster) startGossip() error {
 	t := c.cfg.Timing
 	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
 	mc.SuspicionMult, mc.GossipInterval = t.SuspicionMult, t.GossipInterval
-	mc.Delegate = delegate{meta: mb}
+	mc.Delegate = c.gossipMeta
 	mc.Events = events{reg: c.reg}
 	mc.Logger = nil
 	mc.LogOutput = slogWriter{c.log.With("lib", "memberlist")}
@@ -335,13 +333,19 @@ func (c *Cluster) Shutdown() error {
 }
 
 func (c *Cluster) leave() {
-	if c.raft.State() == raft.Leader && c.numServers() > 1 {
+	if c.numServers() <= 1 {
+		return
+	}
+	if c.raft.State() == raft.Leader {
 		if err := c.raft.LeadershipTransfer().Error(); err != nil {
 			c.log.Warn("leadership transfer before leaving failed", "err", err)
 		}
 	}
-	if c.numServers() <= 1 {
-		return
+	// Announce the departure first, so that no leader re-adds us between
+	// our removal from raft and our gossip leave.
+	c.gossipMeta.setMeta(MetaLeaving, "1")
+	if err := c.ml.UpdateNode(time.Second); err != nil {
+		c.log.Warn("announce leaving", "err", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -396,4 +400,19 @@ func (c *Cluster) Abort() {
 
 func (c *Cluster) closeStores() error {
 	return errors.Join(c.wal.Close(), c.meta.Close())
+}
+
+// logStore hides entries raft has compacted away. raft-wal v0.4.0 keeps
+// them readable until their 64 MiB segment is sealed, so a leader would
+// replay thousands of old entries to a lagging follower instead of sending
+// the snapshot that replaced them; with this, GetLog below FirstIndex says
+// ErrLogNotFound and raft sends the snapshot, as the log's owner intended.
+type logStore struct{ *raftwal.WAL }
+
+func (l logStore) GetLog(index uint64, log *raft.Log) error {
+	first, err := l.FirstIndex()
+	if err == nil && index < first {
+		return raft.ErrLogNotFound
+	}
+	return l.WAL.GetLog(index, log)
 }

@@ -54,7 +54,7 @@ func (c *Cluster) reconcileMembers() {
 		known[s.ID] = s
 	}
 	for _, m := range c.reg.alive() {
-		if m.RaftAddr() == "" || c.reg.recentlyLeft(m) {
+		if m.RaftAddr() == "" || m.Leaving() || c.reg.recentlyLeft(m) {
 			continue
 		}
 		id, addr := raft.ServerID(m.Name), raft.ServerAddress(m.RaftAddr())

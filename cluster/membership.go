@@ -23,6 +23,10 @@ const (
 const (
 	MetaRaft = "raft"
 	MetaHTTP = "http"
+	// MetaLeaving is set by a node that is shutting down gracefully, just
+	// before it leaves: memberlist's leave event does not say whether the
+	// node left or died, the last metadata it gossiped does.
+	MetaLeaving = "leaving"
 )
 
 // Member is one node as gossip knows it. Failed and left nodes stay in the
@@ -38,6 +42,9 @@ type Member struct {
 
 func (m Member) RaftAddr() string { return m.Meta[MetaRaft] }
 func (m Member) HTTPAddr() string { return m.Meta[MetaHTTP] }
+
+// Leaving: the node announced a graceful shutdown.
+func (m Member) Leaving() bool { return m.Meta[MetaLeaving] != "" }
 
 // registry is fed by memberlist events and read by the voter manager, the
 // write forwarder and the API.
@@ -134,8 +141,13 @@ type events struct{ reg *registry }
 
 func (e events) NotifyJoin(n *memberlist.Node)   { e.reg.set(n, StatusAlive) }
 func (e events) NotifyUpdate(n *memberlist.Node) { e.reg.set(n, StatusAlive) }
+
+// NotifyLeave cannot use n.State: memberlist v0.7.0 records left/dead in
+// its private node state, not in the Node it hands out.
 func (e events) NotifyLeave(n *memberlist.Node) {
-	if n.State == memberlist.StateLeft {
+	meta := map[string]string{}
+	json.Unmarshal(n.Meta, &meta)
+	if meta[MetaLeaving] != "" {
 		e.reg.set(n, StatusLeft)
 		return
 	}
@@ -143,15 +155,28 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 }
 
 // delegate publishes this node's metadata; shoal gossips nothing else.
-type delegate struct{ meta []byte }
+type delegate struct {
+	mu   sync.Mutex
+	meta map[string]string
+}
 
-func (d delegate) NodeMeta(limit int) []byte {
-	if len(d.meta) > limit {
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, err := json.Marshal(d.meta)
+	if err != nil || len(b) > limit {
 		return nil
 	}
-	return d.meta
+	return b
 }
-func (d delegate) NotifyMsg([]byte)                           {}
-func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d delegate) LocalState(join bool) []byte                { return nil }
-func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d *delegate) setMeta(k, v string) {
+	d.mu.Lock()
+	d.meta[k] = v
+	d.mu.Unlock()
+}
+
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}

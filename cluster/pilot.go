@@ -69,9 +69,13 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 			continue
 		}
 		id := raft.ServerID(m.Name)
+		status := statusToNode[m.Status]
+		if m.Leaving() {
+			status = autopilot.NodeLeft
+		}
 		out[id] = &autopilot.Server{
 			ID: id, Name: m.Name, Address: raft.ServerAddress(m.RaftAddr()),
-			NodeStatus: statusToNode[m.Status], IsLeader: m.Name == leader,
+			NodeStatus: status, IsLeader: m.Name == leader,
 			NodeType: autopilot.NodeVoter, Meta: m.Meta,
 		}
 	}
@@ -195,15 +199,27 @@ func (c *Cluster) getJSON(ctx context.Context, url string, v any) error {
 
 // promoter promotes healthy, stable non-voters while fewer than max voters
 // exist, lowest name first so the choice is predictable; it never demotes.
-// autopilot's StablePromoter would promote everyone.
+// autopilot's StablePromoter would promote everyone. Its state can be one
+// update interval old, so each candidate is checked against the live raft
+// configuration: promoting a server that was just removed would re-add it
+// as a voter and could cost the quorum.
 type promoter struct {
 	autopilot.StablePromoter
-	max int
+	max     int
+	current func() []raft.Server
 }
 
 func (p *promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autopilot.State) autopilot.RaftChanges {
 	var changes autopilot.RaftChanges
-	slots := p.max - len(s.Voters)
+	live := map[raft.ServerID]raft.ServerSuffrage{}
+	voters := 0
+	for _, srv := range p.current() {
+		live[srv.ID] = srv.Suffrage
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	slots := p.max - voters
 	if slots <= 0 {
 		return changes
 	}
@@ -211,6 +227,9 @@ func (p *promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 	stable := s.ServerStabilizationTime(c)
 	var ids []raft.ServerID
 	for id, srv := range s.Servers {
+		if suf, ok := live[id]; !ok || suf != raft.Nonvoter {
+			continue
+		}
 		if srv.State == autopilot.RaftNonVoter && srv.Server.NodeStatus == autopilot.NodeAlive && srv.Health.IsStable(now, stable) {
 			ids = append(ids, id)
 		}
