@@ -113,7 +113,7 @@ func (c *Cluster) add(expect int) *Node {
 
 func (n *Node) start() {
 	n.t.Helper()
-	n.cfg.Logger = testLogger(n.t, n.cfg.NodeName)
+	n.cfg.Logger = Logger(n.cfg.NodeName)
 	cl, err := cluster.New(n.cfg)
 	if err != nil {
 		n.t.Fatalf("%s: %v", n.Name, err)
@@ -266,9 +266,9 @@ func (c *Cluster) Suffrages() map[string]string {
 	return out
 }
 
-// testLogger prefixes each node's log lines with its name; quiet unless
+// Logger prefixes each node's log lines with its name; quiet unless
 // SHOAL_TEST_LOG is set, since passing tests should print nothing.
-func testLogger(t testing.TB, name string) *slog.Logger {
+func Logger(name string) *slog.Logger {
 	var w io.Writer = io.Discard
 	if os.Getenv("SHOAL_TEST_LOG") != "" {
 		w = os.Stderr

@@ -57,6 +57,12 @@ func defaultNodeName() string {
 }
 
 func newServerCmd() *cobra.Command {
+	cmd, _ := newServerCmdViper()
+	return cmd
+}
+
+// newServerCmdViper also returns the command's viper, for tests.
+func newServerCmdViper() (*cobra.Command, *viper.Viper) {
 	v := viper.New()
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -102,21 +108,35 @@ order of precedence.`,
 	if err := v.BindPFlags(f); err != nil {
 		panic(err)
 	}
-	return cmd
+	return cmd, v
+}
+
+// readConfigFile merges the --config YAML file, if any, under flags and env.
+func readConfigFile(v *viper.Viper) error {
+	path := v.GetString("config")
+	if path == "" {
+		return nil
+	}
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
 }
 
 func runServer(cmd *cobra.Command, v *viper.Viper) error {
-	if path := v.GetString("config"); path != "" {
-		v.SetConfigFile(path)
-		if err := v.ReadInConfig(); err != nil {
-			return fmt.Errorf("config file %s: %w", path, err)
-		}
+	if err := readConfigFile(v); err != nil {
+		return err
 	}
 	log, err := newLogger(v.GetString("log-level"), v.GetString("log-format"), v.GetString("node-name"))
 	if err != nil {
 		return err
 	}
 	cfg := serverConfig(v)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	cfg.Logger = log
 	cfg.Listening = func(a node.Addrs) {
 		fmt.Fprintf(cmd.OutOrStdout(), "shoal server %s listening: http=http://%s raft=%s gossip=%s data=%s\n",

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-project/shoal/cluster"
+	"github.com/shoal-project/shoal/cluster/clustertest"
+	"github.com/shoal-project/shoal/node"
+)
+
+func TestServerConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "shoal.yaml")
+	os.WriteFile(file, []byte("node-name: from-file\ndata-dir: /from/file\nraft-addr: 127.0.0.9:9001\njoin: [\"127.0.0.2:7946\"]\n"), 0o600)
+	t.Setenv("SHOAL_DATA_DIR", "/from/env")
+	t.Setenv("SHOAL_DEAD_SERVER_GRACE", "45s")
+	cmd, v := newServerCmdViper()
+	if err := cmd.ParseFlags([]string{"--config", file, "--raft-addr", "127.0.0.9:9002"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := readConfigFile(v); err != nil {
+		t.Fatal(err)
+	}
+	c := serverConfig(v).Cluster
+	checks := []struct{ name, got, want string }{
+		{"file only", c.NodeName, "from-file"},
+		{"env beats file", c.DataDir, "/from/env"},
+		{"flag beats file", c.RaftAddr, "127.0.0.9:9002"},
+		{"env duration", c.DeadServerGrace.String(), "45s"},
+		{"default", c.HTTPAddr, "127.0.0.1:7480"},
+		{"join from file", strings.Join(c.Join, ","), "127.0.0.2:7946"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s: got %q, want %q", ch.name, ch.got, ch.want)
+		}
+	}
+	if c.BootstrapExpect != 0 {
+		t.Errorf("with join and no bootstrap-expect, BootstrapExpect = %d, want 0", c.BootstrapExpect)
+	}
+}
+
+func TestServerDefaults(t *testing.T) {
+	cmd, v := newServerCmdViper()
+	if err := cmd.ParseFlags(nil); err != nil {
+		t.Fatal(err)
+	}
+	c := serverConfig(v).Cluster
+	if c.BootstrapExpect != 1 || c.DataDir != "./shoal-data" || c.HTTPAddr != "127.0.0.1:7480" ||
+		c.RaftAddr != "127.0.0.1:7481" || c.GossipAddr != "127.0.0.1:7946" || c.DeadServerGrace != 30*time.Second {
+		t.Fatalf("defaults: %+v", c)
+	}
+	t.Setenv("SHOAL_JOIN", "127.0.0.2:7946, 127.0.0.3:7946")
+	cmd, v = newServerCmdViper()
+	cmd.ParseFlags([]string{"--bootstrap-expect", "3"})
+	c = serverConfig(v).Cluster
+	if len(c.Join) != 2 || c.BootstrapExpect != 3 {
+		t.Fatalf("env join list and explicit bootstrap-expect: %v %d", c.Join, c.BootstrapExpect)
+	}
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestOperatorVerbs(t *testing.T) {
+	cfg := node.DefaultConfig()
+	c := &cfg.Cluster
+	c.NodeName, c.DataDir = "cli1", t.TempDir()
+	c.HTTPAddr, c.RaftAddr, c.GossipAddr = "127.253.0.1:7480", "127.253.0.1:7481", "127.253.0.1:7946"
+	c.Timing = cluster.FastTiming()
+	cfg.Logger = clustertest.Logger("cli1")
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	addr := "--addr=127.253.0.1:7480"
+	clustertest.Wait(t, "node leads", 10*time.Second, func() bool {
+		out, err := run(t, addr, "status")
+		return err == nil && strings.Contains(out, "Leader")
+	})
+
+	steps := []struct {
+		args    []string
+		wantErr string
+		want    string
+	}{
+		{[]string{"group", "add", "lab1", "--boot-mode", "diskless-nbd"}, "", "group lab1 created"},
+		{[]string{"group", "add", "bad", "--boot-mode", "floppy"}, "boot", ""},
+		{[]string{"client", "add", "AA:BB:CC:00:00:01", "--hostname", "pc1", "--group", "lab1"}, "", "aa:bb:cc:00:00:01 (pc1)"},
+		{[]string{"client", "add", "aa:bb:cc:00:00:02", "--hostname", "pc1", "--group", "lab1"}, "HTTP 409", ""},
+		{[]string{"client", "ls"}, "", "pc1"},
+		{[]string{"client", "show", "aa-bb-cc-00-00-01"}, "", "lab1"},
+		{[]string{"group", "ls"}, "", "diskless-nbd"},
+		{[]string{"nodes"}, "", "leader"},
+		{[]string{"group", "rm", "lab1"}, "HTTP 409", ""},
+		{[]string{"client", "rm", "aa:bb:cc:00:00:01"}, "", "removed"},
+		{[]string{"group", "rm", "lab1"}, "", "deleted"},
+	}
+	for _, s := range steps {
+		out, err := run(t, append([]string{addr}, s.args...)...)
+		switch {
+		case s.wantErr != "" && (err == nil || !strings.Contains(err.Error(), s.wantErr)):
+			t.Errorf("%v: err = %v, want one containing %q", s.args, err, s.wantErr)
+		case s.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", s.args, err)
+		case !strings.Contains(out, s.want):
+			t.Errorf("%v: output %q lacks %q", s.args, out, s.want)
+		}
+	}
+	out, err := run(t, addr, "--json", "status")
+	var st map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st["node"] != "cli1" {
+		t.Errorf("status --json: %v %q", err, out)
+	}
+	if _, err := run(t, "--addr=127.253.0.99:1", "status"); err == nil || !strings.Contains(err.Error(), "cannot reach") {
+		t.Errorf("unreachable node: %v", err)
+	}
+}
