@@ -9,8 +9,12 @@ import (
 	"github.com/shoal-project/shoal/cluster/catalog"
 )
 
-// MaxBody bounds every request body the cluster accepts.
+// MaxBody bounds every request body the public API accepts.
 const MaxBody = 1 << 20
+
+// maxCommand bounds a forwarded command: an image version carries the
+// piece hashes of its blobs, which can exceed MaxBody for large images.
+const maxCommand = 16 << 20
 
 // InternalHandler serves the node-to-node API under /v1/internal/: writes
 // forwarded by followers, raft progress for autopilot, read-index for
@@ -27,7 +31,7 @@ func (c *Cluster) InternalHandler() http.Handler {
 }
 
 func (c *Cluster) handleApply(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommand))
 	if err != nil {
 		writeWire(w, 0, err)
 		return

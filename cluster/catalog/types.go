@@ -60,6 +60,39 @@ type ImageVersion struct {
 	Cmdline     string `json:"cmdline,omitempty"`     // kernel args, see ValidateArgs
 	Note        string `json:"note,omitempty"`        // <= 256 bytes, printable
 	Created     int64  `json:"created"`               // unix seconds, from Command.At
+	// Blobs describes the bytes of the root image, kernel and initrd as
+	// BitTorrent metainfo. Versions registered before any bytes were
+	// imported (metadata only) have none.
+	Blobs []Blob `json:"blobs,omitempty"`
+}
+
+// Blob is one content-addressed file (root image, kernel or initrd). Its
+// piece hashes come from the catalogue, so no peer can change its bytes.
+type Blob struct {
+	ID          string `json:"id"`           // sha256 of the content, 64 lower-case hex
+	Size        int64  `json:"size"`         // bytes
+	PieceLength int64  `json:"piece_length"` // power of two >= 16 KiB
+	InfoHash    string `json:"info_hash"`    // BitTorrent v1 info hash: sha1 of Info, 40 hex
+	Info        []byte `json:"info"`         // bencoded BitTorrent info dictionary
+}
+
+// BlobIDs lists the version's blobs' IDs.
+func (v ImageVersion) BlobIDs() []string {
+	ids := make([]string, 0, len(v.Blobs))
+	for _, b := range v.Blobs {
+		ids = append(ids, b.ID)
+	}
+	return ids
+}
+
+// Blob returns the blob with id, if the version has it.
+func (v ImageVersion) Blob(id string) (Blob, bool) {
+	for _, b := range v.Blobs {
+		if b.ID == id {
+			return b, true
+		}
+	}
+	return Blob{}, false
 }
 
 // Image is a named series of versions, one of which is current.
@@ -71,6 +104,9 @@ type Image struct {
 
 func (im Image) clone() Image {
 	im.Versions = slices.Clone(im.Versions)
+	for i := range im.Versions {
+		im.Versions[i].Blobs = slices.Clone(im.Versions[i].Blobs)
+	}
 	return im
 }
 

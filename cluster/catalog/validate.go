@@ -1,6 +1,8 @@
 package catalog
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -338,7 +340,64 @@ func (v ImageVersion) validateBoot() error {
 	if err := ValidateArgs(v.Cmdline); err != nil {
 		return fmt.Errorf("cmdline: %w", err)
 	}
-	return validateNote(v.Note)
+	if err := validateNote(v.Note); err != nil {
+		return err
+	}
+	return v.validateBlobs()
+}
+
+// maxInfo bounds one blob's info dictionary: 20 bytes of hash per piece,
+// so 1 MiB covers 200 GiB at 4 MiB pieces.
+const maxInfo = 1 << 20
+
+// validateBlobs: every blob is well formed, its info hash matches its info
+// bytes, and the version's root, kernel and initrd are among its blobs.
+func (v ImageVersion) validateBlobs() error {
+	if len(v.Blobs) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, b := range v.Blobs {
+		if err := b.validate(); err != nil {
+			return err
+		}
+		if seen[b.ID] {
+			return fmt.Errorf("blob %s listed twice: %w", b.ID, ErrInvalid)
+		}
+		seen[b.ID] = true
+	}
+	root, ok := v.Blob(v.SHA256)
+	if !ok || root.Size != v.Size {
+		return fmt.Errorf("no blob with the version's sha256 %s and size %d: %w", v.SHA256, v.Size, ErrInvalid)
+	}
+	for _, ref := range []string{v.KernelBlob, v.InitrdBlob} {
+		if ref != "" && !seen[ref] {
+			return fmt.Errorf("blob %s is referenced but not described: %w", ref, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func (b Blob) validate() error {
+	if err := validateHex64("blob id", b.ID, false); err != nil {
+		return err
+	}
+	switch {
+	case b.Size < 0:
+		return fmt.Errorf("blob %s: size %d is negative: %w", b.ID, b.Size, ErrInvalid)
+	case b.PieceLength == 0:
+		return fmt.Errorf("blob %s: piece length missing: %w", b.ID, ErrInvalid)
+	case len(b.Info) == 0 || len(b.Info) > maxInfo:
+		return fmt.Errorf("blob %s: info dictionary of %d bytes (want 1..%d): %w", b.ID, len(b.Info), maxInfo, ErrInvalid)
+	}
+	if err := validatePieceLength(b.PieceLength); err != nil {
+		return fmt.Errorf("blob %s: %w", b.ID, err)
+	}
+	sum := sha1.Sum(b.Info)
+	if hex.EncodeToString(sum[:]) != b.InfoHash {
+		return fmt.Errorf("blob %s: info hash %q does not match its info bytes: %w", b.ID, show(b.InfoHash), ErrInvalid)
+	}
+	return nil
 }
 
 func (n Node) validateFields() error {
