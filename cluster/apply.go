@@ -58,6 +58,9 @@ func (c *Cluster) route(ctx context.Context, do func(context.Context, string) (u
 			}
 			why = err.Error()
 		}
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("%w after %s: %s", ErrNoLeader, c.cfg.WriteTimeout, why)
+		}
 		reason = why
 		select {
 		case <-ctx.Done():
@@ -70,6 +73,13 @@ func (c *Cluster) route(ctx context.Context, do func(context.Context, string) (u
 func retryable(err error) bool {
 	var op *net.OpError
 	return errors.Is(err, ErrNotLeader) || (errors.As(err, &op) && op.Op == "dial")
+}
+
+// unknownOutcome wraps failures after which the write may or may not have
+// been committed (a leader lost mid-commit, a timeout mid-request): they are
+// never retried, since a retry could apply the command twice.
+func unknownOutcome(err error) error {
+	return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 }
 
 // leaderHTTP says where the leader's API is: "" and true for this node.
@@ -89,7 +99,10 @@ func (c *Cluster) leaderHTTP() (string, bool, string) {
 }
 
 func (c *Cluster) applyLocal(cmd catalog.Command) (uint64, error) {
-	if err := c.state.Validate(cmd); err != nil {
+	if c.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	if err := c.validate(cmd); err != nil {
 		return 0, err
 	}
 	b, err := cmd.Encode()
@@ -99,14 +112,34 @@ func (c *Cluster) applyLocal(cmd catalog.Command) (uint64, error) {
 	start := time.Now()
 	f := c.raft.Apply(b, c.cfg.WriteTimeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		// Only these two are refused before the entry enters the log; after
+		// ErrLeadershipLost or a timeout the entry may still commit.
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
 		}
-		return 0, fmt.Errorf("raft apply: %w", err)
+		return 0, unknownOutcome(err)
 	}
 	c.metrics.commit.Observe(time.Since(start).Seconds())
 	res, _ := f.Response().(applyResult)
 	return res.Index, res.Err
+}
+
+// validate checks cmd against the leader's replica. A new leader may not
+// have applied the previous term's last entries yet, so a rejection is
+// re-checked after a barrier (which applies everything committed) before it
+// is believed; the common, valid case costs nothing extra.
+func (c *Cluster) validate(cmd catalog.Command) error {
+	err := c.state.Validate(cmd)
+	if err == nil {
+		return nil
+	}
+	if berr := c.raft.Barrier(c.cfg.WriteTimeout).Error(); berr != nil {
+		if errors.Is(berr, raft.ErrNotLeader) || errors.Is(berr, raft.ErrLeadershipTransferInProgress) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, berr)
+		}
+		return unknownOutcome(berr)
+	}
+	return c.state.Validate(cmd)
 }
 
 // wireResult is the internal API's answer to a forwarded write.
@@ -133,13 +166,16 @@ func (c *Cluster) postJSON(ctx context.Context, url string, body []byte, v any) 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	// Lets net/http resend on a stale keep-alive connection when nothing
-	// was written yet (a leader restarted); a request the server may have
-	// read is never resent.
-	req.Header.Set("Idempotency-Key", "")
-	resp, err := c.httpc.Do(req)
+	// net/http resends this POST by itself only when nothing was written on
+	// a stale keep-alive connection (GetBody is set); no Idempotency-Key, as
+	// that would also resend a request the leader may have applied.
+	resp, err := c.writec.Do(req)
 	if err != nil {
-		return err
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return err // nothing was sent: route may retry
+		}
+		return unknownOutcome(err)
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
@@ -208,7 +244,9 @@ func (c *Cluster) ReadBarrier(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.WaitApplied(ctx, idx)
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
+	defer cancel()
+	return c.WaitApplied(wctx, idx)
 }
 
 // readIndexLocal runs on the leader. A barrier (rather than VerifyLeader
@@ -221,7 +259,7 @@ func (c *Cluster) readIndexLocal() (uint64, error) {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
 		}
-		return 0, err
+		return 0, fmt.Errorf("%w: read barrier: %v", ErrNoLeader, err)
 	}
 	return c.state.AppliedIndex(), nil
 }

@@ -29,11 +29,12 @@ import (
 // Start opens the stores and sockets; Run drives the background loops until
 // its context ends; Shutdown leaves the cluster in a stated order.
 type Cluster struct {
-	cfg   Config
-	log   *slog.Logger
-	state *catalog.State
-	reg   *registry
-	httpc *http.Client
+	cfg    Config
+	log    *slog.Logger
+	state  *catalog.State
+	reg    *registry
+	httpc  *http.Client
+	writec *http.Client
 
 	raftAddr string // advertised
 	httpAddr string // advertised
@@ -64,17 +65,26 @@ func New(cfg Config) (*Cluster, error) {
 		log = slog.Default()
 	}
 	log = log.With("subsystem", "cluster")
-	raftAddr, err := cfg.advertised(cfg.RaftAddr)
+	raftAddr, err := cfg.Advertised(cfg.RaftAddr)
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := cfg.advertised(cfg.HTTPAddr)
+	httpAddr, err := cfg.Advertised(cfg.HTTPAddr)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{
 		cfg: cfg, log: log, state: catalog.New(), reg: newRegistry(log),
-		httpc:    &http.Client{Timeout: 5 * time.Second},
+		httpc: &http.Client{Timeout: 5 * time.Second},
+		// Forwarded writes: a timeout longer than the leader's own apply
+		// timeout, so a slow commit is answered rather than cut off with its
+		// outcome unknown; and a fresh connection each time, because a
+		// request written on a stale keep-alive connection to a dead leader
+		// fails after being sent (outcome unknown), while a dial to it fails
+		// before (safe to retry on the new leader). A handshake per write is
+		// cheap next to a raft commit.
+		writec: &http.Client{Timeout: cfg.WriteTimeout + 5*time.Second,
+			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}},
 		raftAddr: raftAddr, httpAddr: httpAddr, ready: make(chan struct{}),
 	}
 	c.pilot = &pilot{c: c}
@@ -122,7 +132,7 @@ func (c *Cluster) checkNodeID() error {
 	p := filepath.Join(c.cfg.DataDir, "node-name")
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return os.WriteFile(p, []byte(c.cfg.NodeName+"\n"), 0o640)
+		return writeFileAtomic(p, []byte(c.cfg.NodeName+"\n"))
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", p, err)
@@ -169,22 +179,26 @@ func (c *Cluster) startRaft() error {
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, c.cfg.SnapshotRetain, c.hclog("snapshots"))
 	if err != nil {
 		wal.Close()
+		meta.Close()
 		return fmt.Errorf("snapshot store: %w", err)
 	}
 	adv, err := net.ResolveTCPAddr("tcp", c.raftAddr)
 	if err != nil {
 		wal.Close()
+		meta.Close()
 		return fmt.Errorf("raft advertise address %s: %w", c.raftAddr, err)
 	}
 	trans, err := raft.NewTCPTransportWithLogger(c.cfg.RaftAddr, adv, 3, 5*time.Second, c.hclog("raft-net"))
 	if err != nil {
 		wal.Close()
+		meta.Close()
 		return fmt.Errorf("raft listen %s: %w", c.cfg.RaftAddr, err)
 	}
 	r, err := raft.NewRaft(c.raftConfig(), &fsm{state: c.state}, logStore{wal}, wal, snaps, trans)
 	if err != nil {
 		trans.Close()
 		wal.Close()
+		meta.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
 	c.wal, c.meta, c.snaps, c.trans, c.raft = wal, meta, snaps, trans, r
@@ -197,7 +211,7 @@ func (c *Cluster) startGossip() error {
 		return err
 	}
 	p, _ := strconv.Atoi(port)
-	advHostPort, err := c.cfg.advertised(c.cfg.GossipAddr)
+	advHostPort, err := c.cfg.Advertised(c.cfg.GossipAddr)
 	if err != nil {
 		return err
 	}
@@ -229,35 +243,12 @@ func (c *Cluster) startGossip() error {
 // Run drives joining, bootstrapping and, while leader, the voter manager.
 // It returns nil when ctx ends; call Shutdown afterwards.
 func (c *Cluster) Run(ctx context.Context) error {
-	go c.joinLoop(ctx)
+	go c.gossipLoop(ctx)
 	if err := c.bootstrap(ctx); err != nil {
 		return err
 	}
 	c.leaderLoop(ctx)
 	return nil
-}
-
-// joinLoop retries the seed list until one answers: seeds may start later
-// than this node, and a server should not need a restart for that.
-func (c *Cluster) joinLoop(ctx context.Context) {
-	if len(c.cfg.Join) == 0 {
-		return
-	}
-	backoff := 200 * time.Millisecond
-	for {
-		n, err := c.ml.Join(c.cfg.Join)
-		if n > 0 {
-			c.log.Info("joined cluster through gossip", "seeds", c.cfg.Join, "contacted", n)
-			return
-		}
-		c.log.Warn("cannot reach any seed yet, retrying", "seeds", c.cfg.Join, "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
 }
 
 // bootstrap forms a new cluster once BootstrapExpect servers are seen by
@@ -281,7 +272,7 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 				servers = append(servers, raft.Server{ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.RaftAddr())})
 			}
 		}
-		if len(servers) >= c.cfg.BootstrapExpect {
+		if len(servers) >= c.cfg.BootstrapExpect && c.existingCluster(ctx) == "" {
 			c.log.Info("bootstrapping cluster", "servers", len(servers))
 			err := c.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
 			if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
@@ -291,6 +282,10 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 		}
 		if c.raft.Leader() != "" {
 			return nil // another node's leader added us meanwhile
+		}
+		if leader := c.existingCluster(ctx); leader != "" {
+			c.log.Info("a cluster already exists; waiting to be added instead of bootstrapping", "leader", leader)
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -352,6 +347,25 @@ func (c *Cluster) leave() {
 	if err := c.RemoveServer(ctx, c.cfg.NodeName); err != nil {
 		c.log.Warn("could not leave the raft configuration; the leader will remove us once gossip reports us left", "err", err)
 	}
+}
+
+// existingCluster asks the live members whether they already follow a
+// leader: a node with a wiped data dir, or one started later with the same
+// --bootstrap-expect, must join that cluster, not found a second one.
+func (c *Cluster) existingCluster(ctx context.Context) string {
+	for _, m := range c.reg.alive() {
+		if m.Name == c.cfg.NodeName || m.HTTPAddr() == "" {
+			continue
+		}
+		var st raftStats
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := c.getJSON(cctx, "http://"+m.HTTPAddr()+"/v1/internal/stats", &st)
+		cancel()
+		if err == nil && st.Leader != "" {
+			return st.Leader
+		}
+	}
+	return ""
 }
 
 func (c *Cluster) numServers() int {

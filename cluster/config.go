@@ -148,14 +148,20 @@ func (c Config) Validate() error {
 	if c.DeadServerGrace < 0 {
 		errs = append(errs, fmt.Errorf("dead-server-grace %s is negative", c.DeadServerGrace))
 	}
+	if c.SnapshotThreshold < 1 {
+		errs = append(errs, fmt.Errorf("snapshot threshold %d must be at least 1", c.SnapshotThreshold))
+	}
+	if c.StabilizationTime < 0 {
+		errs = append(errs, fmt.Errorf("stabilization time %s is negative", c.StabilizationTime))
+	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("write timeout %s must be positive", c.WriteTimeout))
 	}
 	return errors.Join(errs...)
 }
 
-// advertised turns a bind address into the one peers should dial.
-func (c Config) advertised(bind string) (string, error) {
+// Advertised turns a bind address into the one peers should dial.
+func (c Config) Advertised(bind string) (string, error) {
 	host, port, err := net.SplitHostPort(bind)
 	if err != nil {
 		return "", err

@@ -18,6 +18,10 @@ var (
 	ErrNotLeader = errors.New("not the raft leader")
 	// ErrNotReady: the node is still starting.
 	ErrNotReady = errors.New("node is starting")
+	// ErrUnknownOutcome: the write was handed to raft but its fate is not
+	// known (leadership lost mid-commit, a timeout); it may have been
+	// applied. Check before retrying.
+	ErrUnknownOutcome = errors.New("write outcome unknown (it may or may not have been applied; check before retrying)")
 )
 
 // error kinds on the wire between nodes, so that a forwarded write fails
@@ -32,6 +36,7 @@ var errorKinds = []struct {
 	{"no_leader", ErrNoLeader},
 	{"not_leader", ErrNotLeader},
 	{"not_ready", ErrNotReady},
+	{"unknown_outcome", ErrUnknownOutcome},
 }
 
 // ErrorKind names the sentinel err wraps, "" for an unclassified error.

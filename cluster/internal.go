@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -33,7 +34,7 @@ func (c *Cluster) InternalHandler() http.Handler {
 func (c *Cluster) handleApply(w http.ResponseWriter, r *http.Request) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommand))
 	if err != nil {
-		writeWire(w, 0, err)
+		writeWire(w, 0, fmt.Errorf("forwarded command: %v: %w", err, catalog.ErrInvalid))
 		return
 	}
 	cmd, err := catalog.DecodeCommand(b)

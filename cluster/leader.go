@@ -31,6 +31,7 @@ func (c *Cluster) leaderLoop(ctx context.Context) {
 		case leading && !running:
 			c.log.Info("became leader; starting voter manager")
 			pctx, cancel := context.WithCancel(ctx)
+			c.pilot.reset()
 			c.ap.Start(pctx)
 			stopPilot = func() { cancel(); <-c.ap.Stop() }
 			running = true

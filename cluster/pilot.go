@@ -35,6 +35,14 @@ func (p *pilot) AutopilotConfig() *autopilot.Config {
 	}
 }
 
+// reset forgets what an earlier leadership term noticed: a server missing
+// then may have come back since.
+func (p *pilot) reset() {
+	p.mu.Lock()
+	p.missing, p.state = nil, nil
+	p.mu.Unlock()
+}
+
 func (p *pilot) NotifyState(s *autopilot.State) {
 	p.mu.Lock()
 	p.state = s
@@ -152,6 +160,9 @@ type raftStats struct {
 	LastContactNS int64  `json:"last_contact_ns"`
 	LastTerm      uint64 `json:"last_term"`
 	LastIndex     uint64 `json:"last_index"`
+	// Leader is who the node follows; bootstrap asks, to never start a
+	// second cluster beside an existing one.
+	Leader string `json:"leader,omitempty"`
 }
 
 func (c *Cluster) localStats() raftStats {
@@ -162,6 +173,7 @@ func (c *Cluster) localStats() raftStats {
 	if c.raft.State() != raft.Leader {
 		st.LastContactNS = int64(time.Since(c.raft.LastContact()))
 	}
+	st.Leader = c.leaderID()
 	return st
 }
 

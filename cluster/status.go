@@ -103,3 +103,15 @@ func (c *Cluster) nodeInfo(m Member, roles map[string]string) NodeInfo {
 	}
 	return n
 }
+
+// AliveMembers lists the members gossip reports alive and not leaving, this
+// node included: the peers other subsystems (transfer) should talk to.
+func (c *Cluster) AliveMembers() []Member {
+	var out []Member
+	for _, m := range c.reg.alive() {
+		if !m.Leaving() {
+			out = append(out, m)
+		}
+	}
+	return out
+}

@@ -48,6 +48,9 @@ func (f Format) valid() bool {
 	return f == FormatSquashfs || f == FormatExt4 || f == FormatRaw
 }
 
+// Valid reports whether f is a known image format.
+func (f Format) Valid() bool { return f.valid() }
+
 // ImageVersion is one immutable build of an image, identified by content.
 type ImageVersion struct {
 	ID          string `json:"id"`                     // content id: 64 lower-case hex (sha256 of the root image)

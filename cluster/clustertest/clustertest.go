@@ -176,16 +176,12 @@ func (n *Node) Stop() {
 	n.cancel = nil
 }
 
-// Restart starts a stopped or killed node again on the same data dir.
+// Restart starts a stopped or killed node again on the same data dir and
+// flags.
 func (n *Node) Restart() {
 	n.t.Helper()
-	n.cfg.BootstrapExpect = 0
-	n.cfg.Join = nil
-	for _, o := range n.c.Nodes {
-		if o != n {
-			n.cfg.Join = append(n.cfg.Join, o.cfg.GossipAddr)
-		}
-	}
+	// Same configuration as the first start, as an operator would restart
+	// it: node 0 has no --join and must find its peers by itself.
 	n.start()
 }
 
