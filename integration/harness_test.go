@@ -39,9 +39,10 @@ import (
 
 // Default ports of `shoal server`; every node uses them on its own IP.
 const (
-	httpPort   = "7480"
-	raftPort   = "7481"
-	gossipPort = "7946"
+	httpPort    = "7480"
+	raftPort    = "7481"
+	gossipPort  = "7946"
+	torrentPort = "7482"
 )
 
 // shoalBin is the binary every test runs, set by TestMain.
@@ -132,7 +133,7 @@ func allocSubnet(tb testing.TB, want, hosts int) int {
 func portsFree(n, hosts int) bool {
 	for i := 1; i <= hosts; i++ {
 		ip := fmt.Sprintf("127.0.%d.%d", n, i)
-		for _, p := range []string{httpPort, raftPort, gossipPort} {
+		for _, p := range []string{httpPort, raftPort, gossipPort, torrentPort} {
 			ln, err := net.Listen("tcp", net.JoinHostPort(ip, p))
 			if err != nil {
 				return false
@@ -196,6 +197,7 @@ func (n *node) start() {
 		"--http-addr", n.httpAddr(),
 		"--raft-addr", n.raftAddr(),
 		"--gossip-addr", n.gossipAddr(),
+		"--torrent-addr", net.JoinHostPort(n.ip, torrentPort),
 	}, n.args...)
 	cmd := exec.Command(shoalBin, args...)
 	cmd.Env = cleanEnv()

@@ -15,21 +15,25 @@ import (
 
 	"github.com/shoal-project/shoal/cluster"
 	"github.com/shoal-project/shoal/cluster/catalog"
+	"github.com/shoal-project/shoal/transfer"
 )
 
 // api is the public HTTP API, v1, JSON. Reads come from the local replica
 // and never need a leader unless the request asks ?consistent=true; writes
 // go through cluster.Apply, which forwards to the leader.
 type api struct {
-	cl       *cluster.Cluster
-	cat      *catalog.State
-	reg      *prometheus.Registry
-	log      *slog.Logger
-	requests *prometheus.CounterVec
+	cl        *cluster.Cluster
+	cat       *catalog.State
+	xfer      *transfer.Server
+	blobDir   string
+	importDir string
+	reg       *prometheus.Registry
+	log       *slog.Logger
+	requests  *prometheus.CounterVec
 }
 
-func newAPI(cl *cluster.Cluster, reg *prometheus.Registry, log *slog.Logger) *api {
-	a := &api{cl: cl, cat: cl.Catalog(), reg: reg, log: log}
+func newAPI(cl *cluster.Cluster, xfer *transfer.Server, cfg Config, reg *prometheus.Registry, log *slog.Logger) *api {
+	a := &api{cl: cl, cat: cl.Catalog(), xfer: xfer, blobDir: cfg.Transfer.Dir, importDir: cfg.ImportDir, reg: reg, log: log}
 	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_api_requests_total", Help: "API requests by route and status code.",
 	}, []string{"route", "code"})
@@ -41,6 +45,11 @@ func (a *api) handler(internal http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/internal/", internal)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	// Tracker, web seed and metainfo: the transfer package's own routes.
+	th := a.xfer.Handler(httpAddrs(a.cl))
+	for _, p := range []string{"GET /announce", "GET /v1/blobs/{id}", "GET /v1/blobs/{id}/torrent"} {
+		mux.Handle(p, th)
+	}
 	routes := []struct {
 		pattern string
 		h       func(*http.Request) (int, any, error)
@@ -65,6 +74,8 @@ func (a *api) handler(internal http.Handler) http.Handler {
 		{"POST /v1/images/{name}/versions", a.addImageVersion},
 		{"DELETE /v1/images/{name}/versions/{version}", a.removeImageVersion},
 		{"POST /v1/images/{name}/activate", a.activateImage},
+		{"POST /v1/blobs", a.uploadBlob},
+		{"GET /v1/blobs", a.listBlobs},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.wrap(rt.pattern, rt.h))
@@ -107,7 +118,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, catalog.ErrConflict):
 		return http.StatusConflict
-	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotReady):
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotReady), errors.Is(err, cluster.ErrUnknownOutcome):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
@@ -178,6 +189,8 @@ func (a *api) healthz(r *http.Request) (int, any, error) {
 type statusBody struct {
 	cluster.Status
 	Catalog catalogInfo `json:"catalog"`
+	// Blobs: this node's progress on every blob it should hold.
+	Blobs []transfer.BlobProgress `json:"blobs"`
 }
 
 type catalogInfo struct {
@@ -195,7 +208,7 @@ func (a *api) status(r *http.Request) (int, any, error) {
 	}
 	g, c, i, n := a.cat.Counts()
 	info := catalogInfo{AppliedIndex: a.cat.AppliedIndex(), Digest: a.cat.Digest(), Groups: g, Clients: c, Images: i, Nodes: n}
-	return http.StatusOK, statusBody{Status: a.cl.Status(), Catalog: info}, nil
+	return http.StatusOK, statusBody{Status: a.cl.Status(), Catalog: info, Blobs: nonNil(a.xfer.Progress())}, nil
 }
 
 func (a *api) nodes(r *http.Request) (int, any, error) {

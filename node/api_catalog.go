@@ -116,14 +116,23 @@ func (a *api) listImages(r *http.Request) (int, any, error) {
 	if err := a.consistent(r); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, nonNil(a.cat.Images()), nil
+	have := a.holders(r.Context())
+	views := []imageView{}
+	for _, im := range a.cat.Images() {
+		views = append(views, a.view(im, have))
+	}
+	return http.StatusOK, views, nil
 }
 
 func (a *api) getImage(r *http.Request) (int, any, error) {
 	if err := a.consistent(r); err != nil {
 		return 0, nil, err
 	}
-	return found(a.cat.Image(r.PathValue("name")))("image", r.PathValue("name"))
+	im, ok := a.cat.Image(r.PathValue("name"))
+	if !ok {
+		return 0, nil, fmt.Errorf("image %q: %w", r.PathValue("name"), catalog.ErrNotFound)
+	}
+	return http.StatusOK, a.view(im, a.holders(r.Context())), nil
 }
 
 func (a *api) deleteImage(r *http.Request) (int, any, error) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,13 +15,18 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-project/shoal/cluster"
+	"github.com/shoal-project/shoal/transfer"
 )
 
 // Config of a server node. The HTTP bind address is Cluster.HTTPAddr, which
 // is also what peers are told to use (after --advertise substitution).
 type Config struct {
-	Cluster cluster.Config
-	Logger  *slog.Logger
+	Cluster  cluster.Config
+	Transfer transfer.Config // Dir defaults to <data dir>/blobs
+	// ImportDir: files below it may be imported with `image import --local`;
+	// empty disables local imports.
+	ImportDir string
+	Logger    *slog.Logger
 	// Listening, if set, is called once the HTTP API listens, with the
 	// addresses the node uses (for `shoal server` to print).
 	Listening func(Addrs)
@@ -28,22 +34,28 @@ type Config struct {
 
 // Addrs are the addresses a running node listens on.
 type Addrs struct {
-	HTTP, Raft, Gossip string
+	HTTP, Raft, Gossip, Torrent string
 }
 
 // DefaultConfig is a single-node server on loopback.
 func DefaultConfig() Config {
-	return Config{Cluster: cluster.DefaultConfig()}
+	return Config{Cluster: cluster.DefaultConfig(), Transfer: transfer.DefaultConfig()}
 }
 
 // Validate checks the whole node configuration.
-func (c Config) Validate() error { return c.Cluster.Validate() }
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Transfer.ListenAddr); err != nil {
+		return fmt.Errorf("torrent address %q: %w", c.Transfer.ListenAddr, err)
+	}
+	return c.Cluster.Validate()
+}
 
 // Node is one server node.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	cluster *cluster.Cluster
+	xfer    *transfer.Server
 	reg     *prometheus.Registry
 	api     *api
 }
@@ -53,7 +65,19 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.Cluster.Logger = cfg.Logger
+	cfg.Transfer.Logger = cfg.Logger.With("subsystem", "transfer")
+	if cfg.Transfer.Dir == "" {
+		cfg.Transfer.Dir = filepath.Join(cfg.Cluster.DataDir, "blobs")
+	}
+	torrent, err := cfg.Cluster.Advertised(cfg.Transfer.ListenAddr)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Cluster.Meta = map[string]string{MetaTorrent: torrent}
 	cl, err := cluster.New(cfg.Cluster)
 	if err != nil {
 		return nil, err
@@ -61,8 +85,12 @@ func New(cfg Config) (*Node, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(cl.Collectors()...)
-	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "node"), cluster: cl, reg: reg}
-	n.api = newAPI(cl, reg, cfg.Logger.With("subsystem", "api"))
+	xfer, err := transfer.NewServer(cfg.Transfer, cl.Catalog(), gossipPeers{cl: cl, self: cfg.Cluster.NodeName}, reg)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "node"), cluster: cl, xfer: xfer, reg: reg}
+	n.api = newAPI(cl, xfer, cfg, reg, cfg.Logger.With("subsystem", "api"))
 	return n, nil
 }
 
@@ -79,13 +107,19 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", n.cfg.Cluster.HTTPAddr, err)
 	}
+	if err := n.xfer.Start(); err != nil {
+		ln.Close()
+		return err
+	}
 	if err := n.cluster.Start(); err != nil {
 		ln.Close()
+		n.xfer.Close()
 		return err
 	}
 	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	if n.cfg.Listening != nil {
-		n.cfg.Listening(Addrs{HTTP: ln.Addr().String(), Raft: n.cfg.Cluster.RaftAddr, Gossip: n.cfg.Cluster.GossipAddr})
+		n.cfg.Listening(Addrs{HTTP: ln.Addr().String(), Raft: n.cfg.Cluster.RaftAddr,
+			Gossip: n.cfg.Cluster.GossipAddr, Torrent: n.xfer.Addr()})
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -95,6 +129,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return n.cluster.Run(gctx) })
+	g.Go(func() error { return n.xfer.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		n.shutdown(srv)
@@ -105,7 +140,8 @@ func (n *Node) Run(ctx context.Context) error {
 
 // shutdown order: the API first, so no new writes arrive on a node that is
 // leaving; then the cluster member (raft leave, gossip leave, raft stop),
-// whose own order is documented on cluster.Shutdown.
+// whose own order is documented on cluster.Shutdown; the torrent client
+// last, so peers can finish pieces while the node says goodbye.
 func (n *Node) shutdown(srv *http.Server) {
 	n.log.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -115,5 +151,8 @@ func (n *Node) shutdown(srv *http.Server) {
 	}
 	if err := n.cluster.Shutdown(); err != nil {
 		n.log.Warn("cluster shutdown", "err", err)
+	}
+	if err := n.xfer.Close(); err != nil {
+		n.log.Warn("torrent client close", "err", err)
 	}
 }

@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests need. As root (CI, a fresh Debian
 # machine) it apt-gets whatever is missing; otherwise it says what is missing.
 set -euo pipefail
-pkgs=(gcc git ca-certificates iproute2 curl)
+pkgs=(gcc git ca-certificates iproute2 curl aria2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

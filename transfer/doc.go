@@ -1,6 +1,10 @@
-// Package transfer will own image bytes: content-addressed blobs described
-// by BitTorrent metainfo kept in the catalogue, an anacrolix/torrent client
-// configured for a closed network, the tracker every node serves, HTTP web
-// seeds and delta sync of a local copy. Nothing is implemented yet; the
-// catalogue already stores the image metadata it will serve (issue 3).
+// Package transfer owns image bytes: content-addressed blobs (root image,
+// kernel, initrd) each described by BitTorrent metainfo that the catalogue
+// keeps; the blob store on a node's disk; an anacrolix/torrent client set up
+// for a closed network (no DHT, no public trackers, no UPnP) that fetches
+// and seeds every wanted blob; the HTTP tracker, metainfo and web-seed
+// endpoints each node serves; and delta sync of a client's local copy.
+//
+// Every piece is checked against hashes that came from the catalogue, so a
+// peer cannot change an image; see DESIGN.md for the choices.
 package transfer

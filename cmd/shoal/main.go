@@ -23,8 +23,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd())
 	op := newOperator(root)
-	root.AddCommand(op.statusCmd(), op.nodesCmd(), op.groupCmd(), op.clientCmd())
+	root.AddCommand(op.statusCmd(), op.nodesCmd(), op.groupCmd(), op.clientCmd(), op.imageCmd())
 	return root
 }

@@ -47,6 +47,17 @@ func TestServerConfigPrecedence(t *testing.T) {
 	}
 }
 
+func TestConfigFileTypoRefused(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "shoal.yaml")
+	os.WriteFile(file, []byte("bootstrap_expect: 3\nnode-name: a\n"), 0o600)
+	cmd, v := newServerCmdViper()
+	cmd.ParseFlags([]string{"--config", file})
+	err := readConfigFile(v)
+	if err == nil || !strings.Contains(err.Error(), "bootstrap_expect") {
+		t.Fatalf("typo in config file: err = %v, want it named", err)
+	}
+}
+
 func TestServerDefaults(t *testing.T) {
 	cmd, v := newServerCmdViper()
 	if err := cmd.ParseFlags(nil); err != nil {

@@ -7,15 +7,18 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/shoal-project/shoal/cluster"
 	"github.com/shoal-project/shoal/node"
+	"github.com/shoal-project/shoal/transfer"
 )
 
 // serverDefaults is every server key with its default: viper only maps
@@ -37,6 +40,9 @@ func serverDefaults() map[string]any {
 		"snapshot-threshold": d.SnapshotThreshold,
 		"snapshot-interval":  d.SnapshotInterval,
 		"write-timeout":      d.WriteTimeout,
+		"torrent-addr":       transfer.DefaultConfig().ListenAddr,
+		"import-dir":         "",
+		"blob-gc-grace":      transfer.DefaultConfig().GCGrace,
 		"log-level":          "info",
 		"log-format":         "text",
 	}
@@ -93,6 +99,9 @@ order of precedence.`,
 	f.Uint64("snapshot-threshold", d["snapshot-threshold"].(uint64), "log entries between raft snapshots")
 	f.Duration("snapshot-interval", d["snapshot-interval"].(time.Duration), "how often to check whether to snapshot")
 	f.Duration("write-timeout", d["write-timeout"].(time.Duration), "how long a write waits for a leader")
+	f.String("torrent-addr", d["torrent-addr"].(string), "BitTorrent peer-wire address (host:port)")
+	f.String("import-dir", "", "files below this dir may be imported with `image import --local` (empty: disabled)")
+	f.Duration("blob-gc-grace", d["blob-gc-grace"].(time.Duration), "how long a blob no version needs is kept before it is deleted")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 	for k, val := range d {
@@ -122,6 +131,31 @@ func readConfigFile(v *viper.Viper) error {
 	if err := v.ReadInConfig(); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
+	return checkConfigKeys(path)
+}
+
+// checkConfigKeys refuses keys that are no flag: viper would ignore a typo
+// such as bootstrap_expect and the node would start with the default.
+func checkConfigKeys(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	known := serverDefaults()
+	var bad []string
+	for k := range m {
+		if _, ok := known[k]; !ok && k != "config" {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("config file %s: unknown keys %s (keys are the flag names, e.g. bootstrap-expect)", path, strings.Join(bad, ", "))
+	}
 	return nil
 }
 
@@ -139,8 +173,8 @@ func runServer(cmd *cobra.Command, v *viper.Viper) error {
 	}
 	cfg.Logger = log
 	cfg.Listening = func(a node.Addrs) {
-		fmt.Fprintf(cmd.OutOrStdout(), "shoal server %s listening: http=http://%s raft=%s gossip=%s data=%s\n",
-			cfg.Cluster.NodeName, a.HTTP, a.Raft, a.Gossip, cfg.Cluster.DataDir)
+		fmt.Fprintf(cmd.OutOrStdout(), "shoal server %s listening: http=http://%s raft=%s gossip=%s torrent=%s data=%s\n",
+			cfg.Cluster.NodeName, a.HTTP, a.Raft, a.Gossip, a.Torrent, cfg.Cluster.DataDir)
 	}
 	n, err := node.New(cfg)
 	if err != nil {
@@ -170,7 +204,10 @@ func serverConfig(v *viper.Viper) node.Config {
 	c.SnapshotThreshold = v.GetUint64("snapshot-threshold")
 	c.SnapshotInterval = v.GetDuration("snapshot-interval")
 	c.WriteTimeout = v.GetDuration("write-timeout")
-	return node.Config{Cluster: c}
+	t := transfer.DefaultConfig()
+	t.ListenAddr = v.GetString("torrent-addr")
+	t.GCGrace = v.GetDuration("blob-gc-grace")
+	return node.Config{Cluster: c, Transfer: t, ImportDir: v.GetString("import-dir")}
 }
 
 // splitList accepts both repeated flags and comma lists (SHOAL_JOIN="a,b").

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/transfer"
+)
+
+func newAgentCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "agent", Short: "Client-side commands: keep a machine's image in sync with the catalogue"}
+	cmd.AddCommand(newSyncCmd())
+	return cmd
+}
+
+func newSyncCmd() *cobra.Command {
+	var cfg transfer.SyncConfig
+	var servers, image string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "sync --server URL[,URL...] (--image NAME[@VERSION] | --client MAC) --target PATH",
+		Short: "Bring a local copy of an image up to date, fetching only the pieces that differ",
+		Long: `Verifies the target piece by piece against the hashes in the catalogue, fetches
+only the pieces that differ from server nodes and other clients, writes them in
+place and checks the whole file. An interrupted sync resumes where it stopped.
+If no server answers, the target is left as it was.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Servers = splitList([]string{servers})
+			for i, s := range cfg.Servers {
+				if !strings.Contains(s, "://") {
+					cfg.Servers[i] = "http://" + s
+				}
+			}
+			if name, ver, ok := strings.Cut(image, "@"); ok {
+				cfg.Image, cfg.Version = name, ver
+			} else {
+				cfg.Image = image
+			}
+			if err := checkSyncFlags(cfg); err != nil {
+				return err
+			}
+			return runSync(cmd, cfg, asJSON)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&servers, "server", "", "API URL of one or more server nodes, comma separated")
+	f.StringVar(&image, "image", "", "image to sync, NAME or NAME@VERSION")
+	f.StringVar(&cfg.MAC, "client", "", "sync what the catalogue assigns to this client MAC")
+	f.StringVar(&cfg.Target, "target", "", "file holding (or to hold) the local copy")
+	f.StringVar(&cfg.ListenAddr, "listen", "0.0.0.0:0", "BitTorrent listen address for serving other clients")
+	f.BoolVar(&cfg.Seed, "seed", false, "keep seeding to other clients after the sync, until stopped")
+	f.BoolVar(&asJSON, "json", false, "print the final report as JSON")
+	return cmd
+}
+
+func checkSyncFlags(cfg transfer.SyncConfig) error {
+	switch {
+	case len(cfg.Servers) == 0:
+		return fmt.Errorf("--server is required")
+	case cfg.Target == "":
+		return fmt.Errorf("--target is required")
+	case (cfg.Image == "") == (cfg.MAC == ""):
+		return fmt.Errorf("give exactly one of --image and --client")
+	}
+	return nil
+}
+
+func runSync(cmd *cobra.Command, cfg transfer.SyncConfig, asJSON bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := os.Stderr.Stat()
+	if err == nil && st.Mode()&os.ModeCharDevice != 0 {
+		cfg.Progress = drawSync
+	}
+	if cfg.Seed && !asJSON {
+		cfg.Progress = chain(cfg.Progress, func(p transfer.SyncProgress) {
+			if p.Phase == "seed" {
+				fmt.Fprintln(cmd.OutOrStdout(), "sync complete; seeding to other clients until stopped")
+			}
+		})
+	}
+	rep, err := transfer.Sync(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s is %s@%s: %s fetched, %s reused, %d pieces, %d peers, %.1fs\n",
+		rep.Target, rep.Image, short(rep.Version), human(rep.Fetched), human(rep.Reused), rep.Pieces, len(rep.PeersUsed), rep.Seconds)
+	return nil
+}
+
+func chain(a, b func(transfer.SyncProgress)) func(transfer.SyncProgress) {
+	return func(p transfer.SyncProgress) {
+		if a != nil {
+			a(p)
+		}
+		b(p)
+	}
+}
+
+var lastDraw time.Time
+
+func drawSync(p transfer.SyncProgress) {
+	if time.Since(lastDraw) < 200*time.Millisecond && p.Phase == "fetch" {
+		return
+	}
+	lastDraw = time.Now()
+	switch p.Phase {
+	case "fetch":
+		fmt.Fprintf(os.Stderr, "\r  fetch: %s / %s  %3.0f%%  %s/s  %d peers   ", human(p.Done), human(p.Total),
+			100*float64(p.Done)/float64(max(p.Total, 1)), human(int64(p.BytesRate)), p.Peers)
+	default:
+		fmt.Fprintf(os.Stderr, "\r  %s...%40s\n", p.Phase, "")
+	}
+}

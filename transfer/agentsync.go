@@ -1,0 +1,448 @@
+package transfer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	g "github.com/anacrolix/generics"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+
+	"github.com/shoal-project/shoal/cluster/catalog"
+)
+
+// SyncConfig is what `shoal agent sync` does: bring Target to the image
+// version the catalogue assigns, fetching only the pieces that differ.
+type SyncConfig struct {
+	Servers []string // API base URLs of any server nodes, tried in order
+	Image   string   // image name; or set MAC to follow the client's group
+	Version string   // version id or unique prefix; empty: group pin or current
+	MAC     string
+	Target  string
+	// ListenAddr is the torrent listen address (host:port, port 0 = any).
+	ListenAddr string
+	// Seed keeps serving pieces after the copy is complete, until ctx ends.
+	Seed     bool
+	Progress func(SyncProgress)
+	Logger   *slog.Logger
+}
+
+// SyncProgress is reported about twice a second.
+type SyncProgress struct {
+	Phase     string // resolve | verify | fetch | check | seed
+	Done      int64
+	Total     int64
+	Peers     int
+	BytesRate float64
+}
+
+// SyncReport is the outcome of one sync.
+type SyncReport struct {
+	Image     string   `json:"image"`
+	Version   string   `json:"version"`
+	Target    string   `json:"target"`
+	Size      int64    `json:"size"`
+	Pieces    int      `json:"pieces"`
+	Reused    int64    `json:"bytes_reused"`
+	Fetched   int64    `json:"bytes_fetched"`
+	WebSeed   int64    `json:"bytes_from_web_seeds"`
+	PeersUsed []string `json:"peers_used"`
+	Seconds   float64  `json:"seconds"`
+	Server    string   `json:"server"`
+}
+
+// ErrNoServer: none of the given servers answered; the target is untouched.
+var ErrNoServer = errors.New("no shoal server answered")
+
+// Sync runs one sync. The target is opened only once a server has told us
+// what it must hold, so a sync that cannot reach any server changes nothing.
+// An interrupted sync resumes: pieces already written verify on the next run.
+func Sync(ctx context.Context, cfg SyncConfig) (SyncReport, error) {
+	start := time.Now()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	report := func(p SyncProgress) {
+		if cfg.Progress != nil {
+			cfg.Progress(p)
+		}
+	}
+	report(SyncProgress{Phase: "resolve"})
+	plan, err := resolve(ctx, cfg)
+	if err != nil {
+		return SyncReport{}, err
+	}
+	rep := SyncReport{Image: plan.image, Version: plan.version.ID, Target: cfg.Target, Size: plan.blob.Size, Server: plan.server}
+	if err := prepareTarget(cfg.Target, plan.blob.Size); err != nil {
+		return rep, err
+	}
+	s, err := newSyncer(cfg, plan)
+	if err != nil {
+		return rep, err
+	}
+	defer s.close()
+	if err := s.run(ctx, &rep, report); err != nil {
+		return rep, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if cfg.Seed {
+		report(SyncProgress{Phase: "seed", Done: rep.Size, Total: rep.Size})
+		<-ctx.Done()
+	}
+	return rep, nil
+}
+
+// plan is what the servers said the target must become.
+type plan struct {
+	server  string
+	image   string
+	version catalog.ImageVersion
+	blob    catalog.Blob
+	meta    *metainfo.MetaInfo
+	peers   []string // server nodes' torrent addresses
+}
+
+type imageAnswer struct {
+	catalog.Image
+}
+
+func resolve(ctx context.Context, cfg SyncConfig) (*plan, error) {
+	var errs []string
+	for _, srv := range cfg.Servers {
+		p, err := resolveOn(ctx, strings.TrimRight(srv, "/"), cfg)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, catalog.ErrNotFound) || errors.Is(err, catalog.ErrInvalid) {
+			return nil, err // the catalogue answered: another server would say the same
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", srv, err))
+	}
+	return nil, fmt.Errorf("%w (tried %s); the target was left as it was", ErrNoServer, strings.Join(errs, "; "))
+}
+
+func resolveOn(ctx context.Context, srv string, cfg SyncConfig) (*plan, error) {
+	name, want := cfg.Image, cfg.Version
+	if cfg.MAC != "" {
+		var err error
+		if name, want, err = clientAssignment(ctx, srv, cfg.MAC); err != nil {
+			return nil, err
+		}
+	}
+	var im imageAnswer
+	if err := apiGet(ctx, srv+"/v1/images/"+name, &im); err != nil {
+		return nil, err
+	}
+	ver, err := pickVersion(im.Image, want)
+	if err != nil {
+		return nil, err
+	}
+	root, ok := ver.Blob(ver.SHA256)
+	if !ok {
+		return nil, fmt.Errorf("image %s version %s has no imported bytes: %w", name, ver.ID, catalog.ErrNotFound)
+	}
+	p := &plan{server: srv, image: name, version: ver, blob: root}
+	if p.meta, err = fetchMetainfo(ctx, srv, root); err != nil {
+		return nil, err
+	}
+	p.peers = serverPeers(ctx, srv)
+	return p, nil
+}
+
+func clientAssignment(ctx context.Context, srv, mac string) (string, string, error) {
+	var cl catalog.Client
+	if err := apiGet(ctx, srv+"/v1/clients/"+mac, &cl); err != nil {
+		return "", "", err
+	}
+	var gr catalog.Group
+	if err := apiGet(ctx, srv+"/v1/groups/"+cl.Group, &gr); err != nil {
+		return "", "", err
+	}
+	if gr.Image == "" {
+		return "", "", fmt.Errorf("client %s: group %s has no image: %w", mac, gr.Name, catalog.ErrNotFound)
+	}
+	return gr.Image, gr.Version, nil
+}
+
+func pickVersion(im catalog.Image, want string) (catalog.ImageVersion, error) {
+	if want == "" {
+		want = im.Current
+	}
+	var hits []catalog.ImageVersion
+	for _, v := range im.Versions {
+		if v.ID == want || (len(want) >= 6 && strings.HasPrefix(v.ID, want)) {
+			hits = append(hits, v)
+		}
+	}
+	if len(hits) != 1 {
+		return catalog.ImageVersion{}, fmt.Errorf("image %s: version %q matches %d versions: %w", im.Name, want, len(hits), catalog.ErrNotFound)
+	}
+	return hits[0], nil
+}
+
+// fetchMetainfo gets the .torrent (trackers and web seeds of every node)
+// and checks that its info is exactly the catalogue's: the piece hashes we
+// verify against must be the catalogue's, whatever the server sent.
+func fetchMetainfo(ctx context.Context, srv string, b catalog.Blob) (*metainfo.MetaInfo, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv+"/v1/blobs/"+b.ID+"/torrent", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metainfo of %s: %s", b.ID, resp.Status)
+	}
+	mi, err := metainfo.Load(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("metainfo of %s: %w", b.ID, err)
+	}
+	if string(mi.InfoBytes) != string(b.Info) {
+		return nil, fmt.Errorf("metainfo of %s from %s does not match the catalogue", b.ID, srv)
+	}
+	if _, err := Info(b); err != nil {
+		return nil, err
+	}
+	return mi, nil
+}
+
+func serverPeers(ctx context.Context, srv string) []string {
+	var nodes []struct {
+		Status string            `json:"status"`
+		Meta   map[string]string `json:"meta"`
+	}
+	if apiGet(ctx, srv+"/v1/nodes", &nodes) != nil {
+		return nil
+	}
+	var out []string
+	for _, n := range nodes {
+		if n.Status == "alive" && n.Meta["torrent"] != "" {
+			out = append(out, n.Meta["torrent"])
+		}
+	}
+	return out
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// apiGet maps the API's 404/400 onto the catalogue's sentinels so the
+// caller can tell "the catalogue says no" from "this server is down".
+func apiGet(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var e struct{ Error string }
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v)
+	case http.StatusNotFound:
+		json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("%s: %w", e.Error, catalog.ErrNotFound)
+	case http.StatusBadRequest:
+		json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("%s: %w", e.Error, catalog.ErrInvalid)
+	}
+	return fmt.Errorf("GET %s: %s", url, resp.Status)
+}
+
+// prepareTarget makes a regular-file target exactly size bytes long; a
+// block device must already be large enough.
+func prepareTarget(path string, size int64) error {
+	st, err := os.Stat(path)
+	if err == nil && st.Mode()&os.ModeDevice != 0 {
+		return fmt.Errorf("target %s is a block device: not supported yet, sync into a file", path)
+	}
+	if err == nil && st.IsDir() {
+		return fmt.Errorf("target %s is a directory", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Truncate(size)
+}
+
+// syncer is one torrent client downloading into the target.
+type syncer struct {
+	cfg   SyncConfig
+	plan  *plan
+	cl    *torrent.Client
+	stor  storage.ClientImplCloser
+	t     *torrent.Torrent
+	peers map[string]bool
+}
+
+func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
+	listen := cfg.ListenAddr
+	if listen == "" {
+		listen = "0.0.0.0:0"
+	}
+	tc, err := closedNetwork(listen, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	dir, name := filepath.Split(filepath.Clean(cfg.Target))
+	// The map completion knows nothing at start, so every piece already in
+	// the target is hashed and only the bad ones are fetched (delta sync);
+	// part files would trust a stale file of the right size.
+	stor := storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir:   dir,
+		FilePathMaker:   func(storage.FilePathMakerOpts) string { return name },
+		PieceCompletion: storage.NewMapPieceCompletion(),
+		UsePartFiles:    g.Some(false),
+		Logger:          cfg.Logger,
+	})
+	tc.DefaultStorage = stor
+	cl, err := torrent.NewClient(tc)
+	if err != nil {
+		stor.Close()
+		return nil, fmt.Errorf("torrent client on %s: %w", listen, err)
+	}
+	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, peers: map[string]bool{}}, nil
+}
+
+func (s *syncer) close() {
+	s.cl.Close()
+	s.stor.Close()
+}
+
+func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgress)) error {
+	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{
+		InfoHash: s.plan.meta.HashInfoBytes(), InfoBytes: s.plan.meta.InfoBytes, DisableInitialPieceCheck: true,
+	})
+	s.t = t
+	<-t.GotInfo()
+	report(SyncProgress{Phase: "verify", Total: rep.Size})
+	if err := t.VerifyDataContext(ctx); err != nil {
+		return fmt.Errorf("verify %s: %w", s.cfg.Target, err)
+	}
+	rep.Pieces = t.NumPieces()
+	s.connect()
+	t.DownloadAll()
+	if err := s.wait(ctx, report); err != nil {
+		return err
+	}
+	st := t.Stats()
+	rep.Fetched = st.BytesReadUsefulData.Int64()
+	rep.Reused = max(rep.Size-rep.Fetched, 0)
+	rep.WebSeed = st.WebSeeds.BytesReadUsefulData.Int64()
+	rep.PeersUsed = s.usedPeers()
+	report(SyncProgress{Phase: "check", Done: rep.Size, Total: rep.Size})
+	return checkSHA256(s.cfg.Target, s.plan.blob)
+}
+
+// connect gives the torrent every way to reach the image: the servers'
+// torrent addresses, the nodes' trackers (which also know other clients)
+// and the nodes' HTTP web seeds as the fallback.
+func (s *syncer) connect() {
+	var peers []torrent.PeerInfo
+	for _, a := range s.plan.peers {
+		if addr, err := net.ResolveTCPAddr("tcp", a); err == nil {
+			peers = append(peers, torrent.PeerInfo{Addr: addr, Trusted: true})
+		}
+	}
+	s.t.AddPeers(peers)
+	s.t.AddTrackers(s.plan.meta.UpvertedAnnounceList())
+	s.t.AddWebSeeds(s.plan.meta.UrlList)
+}
+
+func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	last, lastAt := s.t.BytesCompleted(), time.Now()
+	for {
+		select {
+		case <-s.t.Complete().On():
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("sync interrupted at %d of %d bytes (run it again to resume): %w",
+				s.t.BytesCompleted(), s.t.Length(), ctx.Err())
+		case <-tick.C:
+			s.notePeers()
+			done := s.t.BytesCompleted()
+			rate := float64(done-last) / time.Since(lastAt).Seconds()
+			last, lastAt = done, time.Now()
+			report(SyncProgress{Phase: "fetch", Done: done, Total: s.t.Length(), Peers: len(s.t.PeerConns()), BytesRate: rate})
+		}
+	}
+}
+
+func (s *syncer) notePeers() {
+	for _, pc := range s.t.PeerConns() {
+		st := pc.Stats()
+		if st.BytesReadUsefulData.Int64() > 0 {
+			s.peers[pc.RemoteAddr.String()] = true
+		}
+	}
+}
+
+func (s *syncer) usedPeers() []string {
+	s.notePeers()
+	out := []string{}
+	for p := range s.peers {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkSHA256 re-reads the finished target: pieces were verified one by
+// one, this proves the whole file is the catalogue's blob.
+func checkSHA256(path string, b catalog.Blob) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, b.Size)); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != b.ID {
+		return fmt.Errorf("target %s: sha256 %s after sync, want %s", path, got, b.ID)
+	}
+	return nil
+}
+
+// closedNetwork is the torrent client setup for a lab network: no DHT, no
+// PEX, no UPnP, no uTP, no WebTorrent; peers come from the cluster.
+func closedNetwork(listen string, log *slog.Logger) (*torrent.ClientConfig, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("torrent listen address %q: %w", listen, err)
+	}
+	tc := torrent.NewDefaultClientConfig()
+	tc.NoDHT, tc.DisablePEX, tc.NoDefaultPortForwarding = true, true, true
+	tc.DisableUTP, tc.DisableWebtorrent = true, true
+	if ip := net.ParseIP(host); ip != nil && ip.To4() != nil {
+		tc.DisableIPv6 = true // required when listening on an IPv4 host
+	}
+	tc.Seed = true
+	tc.SetListenAddr(listen)
+	tc.Slogger = log
+	return tc, nil
+}
