@@ -36,8 +36,11 @@ type SyncConfig struct {
 	// ListenAddr is the torrent listen address (host:port, port 0 = any).
 	ListenAddr string
 	// Seed keeps serving pieces after the copy is complete, until ctx ends.
-	Seed     bool
-	Progress func(SyncProgress)
+	Seed bool
+	// OnComplete, if set, is called once the target is verified, before
+	// seeding starts (scripts wait for this, e.g. through --done-file).
+	OnComplete func(SyncReport)
+	Progress   func(SyncProgress)
 	Logger   *slog.Logger
 }
 
@@ -99,6 +102,9 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncReport, error) {
 		return rep, err
 	}
 	rep.Seconds = time.Since(start).Seconds()
+	if cfg.OnComplete != nil {
+		cfg.OnComplete(rep)
+	}
 	if cfg.Seed {
 		report(SyncProgress{Phase: "seed", Done: rep.Size, Total: rep.Size})
 		<-ctx.Done()

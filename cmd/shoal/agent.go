@@ -23,7 +23,7 @@ func newAgentCmd() *cobra.Command {
 
 func newSyncCmd() *cobra.Command {
 	var cfg transfer.SyncConfig
-	var servers, image string
+	var servers, image, doneFile string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sync --server URL[,URL...] (--image NAME[@VERSION] | --client MAC) --target PATH",
@@ -48,6 +48,9 @@ If no server answers, the target is left as it was.`,
 			if err := checkSyncFlags(cfg); err != nil {
 				return err
 			}
+			if doneFile != "" {
+				cfg.OnComplete = func(rep transfer.SyncReport) { writeReport(doneFile, rep) }
+			}
 			return runSync(cmd, cfg, asJSON)
 		},
 	}
@@ -59,6 +62,7 @@ If no server answers, the target is left as it was.`,
 	f.StringVar(&cfg.ListenAddr, "listen", "0.0.0.0:0", "BitTorrent listen address for serving other clients")
 	f.BoolVar(&cfg.Seed, "seed", false, "keep seeding to other clients after the sync, until stopped")
 	f.BoolVar(&asJSON, "json", false, "print the final report as JSON")
+	f.StringVar(&doneFile, "done-file", "", "write the JSON report to this file once the copy is verified (before seeding)")
 	return cmd
 }
 
@@ -100,6 +104,18 @@ func runSync(cmd *cobra.Command, cfg transfer.SyncConfig, asJSON bool) error {
 	fmt.Fprintf(cmd.OutOrStdout(), "%s is %s@%s: %s fetched, %s reused, %d pieces, %d peers, %.1fs\n",
 		rep.Target, rep.Image, short(rep.Version), human(rep.Fetched), human(rep.Reused), rep.Pieces, len(rep.PeersUsed), rep.Seconds)
 	return nil
+}
+
+// writeReport writes atomically, so a watcher never reads half a report.
+func writeReport(path string, rep transfer.SyncReport) {
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err == nil {
+		err = os.Rename(tmp, path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "shoal: done file:", err)
+		}
+	}
 }
 
 func chain(a, b func(transfer.SyncProgress)) func(transfer.SyncProgress) {
