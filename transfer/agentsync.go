@@ -41,7 +41,7 @@ type SyncConfig struct {
 	// seeding starts (scripts wait for this, e.g. through --done-file).
 	OnComplete func(SyncReport)
 	Progress   func(SyncProgress)
-	Logger   *slog.Logger
+	Logger     *slog.Logger
 }
 
 // SyncProgress is reported about twice a second.
