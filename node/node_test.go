@@ -2,11 +2,15 @@ package node_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,15 +24,19 @@ import (
 var ipSeq atomic.Uint32
 
 // startNode runs a single-node server on its own loopback IP.
-func startNode(t *testing.T) string {
+func startNode(t *testing.T, mods ...func(*node.Config)) string {
 	t.Helper()
 	ip := fmt.Sprintf("127.251.%d.%d", os.Getpid()%250, ipSeq.Add(1))
 	cfg := node.DefaultConfig()
 	c := &cfg.Cluster
 	c.NodeName, c.DataDir = "t1", t.TempDir()
 	c.HTTPAddr, c.RaftAddr, c.GossipAddr = ip+":7480", ip+":7481", ip+":7946"
+	cfg.Transfer.ListenAddr = ip + ":7482"
 	c.Timing = cluster.FastTiming()
 	cfg.Logger = clustertest.Logger("t1")
+	for _, m := range mods {
+		m(&cfg)
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -191,5 +199,43 @@ func TestConfigValidation(t *testing.T) {
 	good.Cluster.HTTPAddr = "0.0.0.0:7480"
 	if _, err := node.New(good); err == nil || !strings.Contains(err.Error(), "--advertise") {
 		t.Errorf("binding 0.0.0.0 without --advertise: got %v", err)
+	}
+}
+
+func TestLocalImportStaysInImportDir(t *testing.T) {
+	root := t.TempDir()
+	imp := filepath.Join(root, "import")
+	os.MkdirAll(imp, 0o755)
+	os.WriteFile(filepath.Join(imp, "ok.img"), []byte("image bytes"), 0o600)
+	secret := filepath.Join(root, "secret")
+	os.WriteFile(secret, []byte("not for export"), 0o600)
+	os.Symlink(secret, filepath.Join(imp, "link"))
+	base := startNode(t, func(c *node.Config) { c.ImportDir = imp })
+	cases := []struct {
+		path string
+		code int
+	}{
+		{"ok.img", 201},
+		{filepath.Join(imp, "ok.img"), 201},
+		{"../secret", 400},
+		{secret, 400},
+		{"link", 400},
+		{"missing", 400},
+		{".", 400},
+	}
+	for _, c := range cases {
+		code, body := do(t, "POST", base+"/v1/blobs?path="+url.QueryEscape(c.path), "")
+		if code != c.code {
+			t.Errorf("local import of %q: %d %s, want %d", c.path, code, body, c.code)
+		}
+	}
+	sum := sha256.Sum256([]byte("not for export"))
+	_, body := do(t, "GET", base+"/v1/blobs", "")
+	if strings.Contains(body, hex.EncodeToString(sum[:])) {
+		t.Errorf("the file outside the import dir became a blob: %s", body)
+	}
+	ok := sha256.Sum256([]byte("image bytes"))
+	if !strings.Contains(body, hex.EncodeToString(ok[:])) {
+		t.Errorf("the imported file is not held: %s", body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,11 +89,16 @@ func run(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func TestOperatorVerbs(t *testing.T) {
+// startNode runs an in-process node on 127.253.0.<host> and returns the
+// --addr flag for it.
+func startNode(t *testing.T, host int) string {
+	t.Helper()
+	ip := fmt.Sprintf("127.253.0.%d", host)
 	cfg := node.DefaultConfig()
 	c := &cfg.Cluster
 	c.NodeName, c.DataDir = "cli1", t.TempDir()
-	c.HTTPAddr, c.RaftAddr, c.GossipAddr = "127.253.0.1:7480", "127.253.0.1:7481", "127.253.0.1:7946"
+	c.HTTPAddr, c.RaftAddr, c.GossipAddr = ip+":7480", ip+":7481", ip+":7946"
+	cfg.Transfer.ListenAddr = ip + ":7482"
 	c.Timing = cluster.FastTiming()
 	cfg.Logger = clustertest.Logger("cli1")
 	n, err := node.New(cfg)
@@ -102,12 +108,17 @@ func TestOperatorVerbs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	addr := "--addr=127.253.0.1:7480"
+	t.Cleanup(func() { cancel(); <-done })
+	addr := "--addr=" + ip + ":7480"
 	clustertest.Wait(t, "node leads", 10*time.Second, func() bool {
 		out, err := run(t, addr, "status")
 		return err == nil && strings.Contains(out, "Leader")
 	})
+	return addr
+}
+
+func TestOperatorVerbs(t *testing.T) {
+	addr := startNode(t, 1)
 
 	steps := []struct {
 		args    []string
@@ -144,5 +155,74 @@ func TestOperatorVerbs(t *testing.T) {
 	}
 	if _, err := run(t, "--addr=127.253.0.99:1", "status"); err == nil || !strings.Contains(err.Error(), "cannot reach") {
 		t.Errorf("unreachable node: %v", err)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestImageVerbs(t *testing.T) {
+	addr := startNode(t, 2)
+	dir := t.TempDir()
+	k, i := writeFile(t, dir, "vmlinuz", "kernel"), writeFile(t, dir, "initrd", "initrd")
+	v1 := writeFile(t, dir, "v1.img", "hsqs"+strings.Repeat("one", 5000))
+	v2 := writeFile(t, dir, "v2.img", strings.Repeat("two", 7000))
+	importJSON := func(args ...string) importResult {
+		t.Helper()
+		out, err := run(t, append([]string{addr, "--json", "image", "import"}, args...)...)
+		var r importResult
+		if err != nil || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("image import %v: %v %s", args, err, out)
+		}
+		return r
+	}
+	r1 := importJSON("deb", v1, "--kernel", k, "--initrd", i, "--note", "first")
+	r2 := importJSON("deb", v2, "--kernel", k, "--initrd", i, "--no-activate")
+	if !r1.Activated || r2.Activated || r1.Version == r2.Version {
+		t.Fatalf("imports: %+v %+v", r1, r2)
+	}
+	if again := importJSON("deb", v1, "--kernel", k, "--initrd", i); !again.Unchanged {
+		t.Fatalf("same bytes again: %+v", again)
+	}
+	steps := []struct {
+		args          []string
+		wantErr, want string
+	}{
+		{[]string{"image", "ls"}, "", short(r1.Version)},
+		{[]string{"image", "show", "deb"}, "", "first"},
+		{[]string{"image", "show", "deb"}, "", "squashfs"},
+		{[]string{"image", "activate", "deb", r2.Version[:10]}, "", "is current"},
+		{[]string{"image", "activate", "deb", r1.Version}, "", "is current"}, // rollback
+		{[]string{"group", "add", "lab", "--image", "deb", "--version", r2.Version}, "", "created"},
+		{[]string{"image", "rm", "deb", r2.Version[:8]}, "HTTP 409", ""},
+		{[]string{"image", "activate", "deb", "ffffff"}, "no version", ""},
+		{[]string{"group", "rm", "lab"}, "", "deleted"},
+		{[]string{"image", "rm", "deb", r2.Version[:8]}, "", "removed"},
+	}
+	for _, s := range steps {
+		out, err := run(t, append([]string{addr}, s.args...)...)
+		switch {
+		case s.wantErr != "" && (err == nil || !strings.Contains(err.Error(), s.wantErr)):
+			t.Errorf("%v: err = %v, want one containing %q", s.args, err, s.wantErr)
+		case s.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", s.args, err)
+		case !strings.Contains(out, s.want):
+			t.Errorf("%v: output %q lacks %q", s.args, out, s.want)
+		}
+	}
+	var im imageView
+	out, _ := run(t, addr, "--json", "image", "show", "deb")
+	if json.Unmarshal([]byte(out), &im) != nil || im.Current != r1.Version || len(im.Versions) != 1 {
+		t.Fatalf("after rollback and rm: %s", out)
+	}
+	if _, err := run(t, addr, "image", "import", "x", v1, "--kernel", k, "--initrd", i, "--local"); err == nil ||
+		!strings.Contains(err.Error(), "import-dir") {
+		t.Errorf("--local without an import dir on the node: %v", err)
 	}
 }
