@@ -120,11 +120,7 @@ func startNode(t *testing.T, host int) string {
 func TestOperatorVerbs(t *testing.T) {
 	addr := startNode(t, 1)
 
-	steps := []struct {
-		args    []string
-		wantErr string
-		want    string
-	}{
+	steps := []step{
 		{[]string{"group", "add", "lab1", "--boot-mode", "diskless-nbd"}, "", "group lab1 created"},
 		{[]string{"group", "add", "bad", "--boot-mode", "floppy"}, "boot", ""},
 		{[]string{"client", "add", "AA:BB:CC:00:00:01", "--hostname", "pc1", "--group", "lab1"}, "", "aa:bb:cc:00:00:01 (pc1)"},
@@ -137,17 +133,7 @@ func TestOperatorVerbs(t *testing.T) {
 		{[]string{"client", "rm", "aa:bb:cc:00:00:01"}, "", "removed"},
 		{[]string{"group", "rm", "lab1"}, "", "deleted"},
 	}
-	for _, s := range steps {
-		out, err := run(t, append([]string{addr}, s.args...)...)
-		switch {
-		case s.wantErr != "" && (err == nil || !strings.Contains(err.Error(), s.wantErr)):
-			t.Errorf("%v: err = %v, want one containing %q", s.args, err, s.wantErr)
-		case s.wantErr == "" && err != nil:
-			t.Errorf("%v: %v", s.args, err)
-		case !strings.Contains(out, s.want):
-			t.Errorf("%v: output %q lacks %q", s.args, out, s.want)
-		}
-	}
+	runSteps(t, addr, steps)
 	out, err := run(t, addr, "--json", "status")
 	var st map[string]any
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st["node"] != "cli1" {
@@ -190,10 +176,7 @@ func TestImageVerbs(t *testing.T) {
 	if again := importJSON("deb", v1, "--kernel", k, "--initrd", i); !again.Unchanged {
 		t.Fatalf("same bytes again: %+v", again)
 	}
-	steps := []struct {
-		args          []string
-		wantErr, want string
-	}{
+	steps := []step{
 		{[]string{"image", "ls"}, "", short(r1.Version)},
 		{[]string{"image", "show", "deb"}, "", "first"},
 		{[]string{"image", "show", "deb"}, "", "squashfs"},
@@ -205,6 +188,26 @@ func TestImageVerbs(t *testing.T) {
 		{[]string{"group", "rm", "lab"}, "", "deleted"},
 		{[]string{"image", "rm", "deb", r2.Version[:8]}, "", "removed"},
 	}
+	runSteps(t, addr, steps)
+	var im imageView
+	out, _ := run(t, addr, "--json", "image", "show", "deb")
+	if json.Unmarshal([]byte(out), &im) != nil || im.Current != r1.Version || len(im.Versions) != 1 {
+		t.Fatalf("after rollback and rm: %s", out)
+	}
+	if _, err := run(t, addr, "image", "import", "x", v1, "--kernel", k, "--initrd", i, "--local"); err == nil ||
+		!strings.Contains(err.Error(), "import-dir") {
+		t.Errorf("--local without an import dir on the node: %v", err)
+	}
+}
+
+// step is one CLI call and what it must print or fail with.
+type step struct {
+	args          []string
+	wantErr, want string
+}
+
+func runSteps(t *testing.T, addr string, steps []step) {
+	t.Helper()
 	for _, s := range steps {
 		out, err := run(t, append([]string{addr}, s.args...)...)
 		switch {
@@ -215,14 +218,5 @@ func TestImageVerbs(t *testing.T) {
 		case !strings.Contains(out, s.want):
 			t.Errorf("%v: output %q lacks %q", s.args, out, s.want)
 		}
-	}
-	var im imageView
-	out, _ := run(t, addr, "--json", "image", "show", "deb")
-	if json.Unmarshal([]byte(out), &im) != nil || im.Current != r1.Version || len(im.Versions) != 1 {
-		t.Fatalf("after rollback and rm: %s", out)
-	}
-	if _, err := run(t, addr, "image", "import", "x", v1, "--kernel", k, "--initrd", i, "--local"); err == nil ||
-		!strings.Contains(err.Error(), "import-dir") {
-		t.Errorf("--local without an import dir on the node: %v", err)
 	}
 }
