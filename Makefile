@@ -44,3 +44,7 @@ lint: ## gofmt and go vet
 
 clean: ## remove build output
 	rm -rf bin
+
+.PHONY: bench-fleet
+bench-fleet: build ## fleet benchmark in network namespaces (root): shoal vs central HTTP vs bound, N=5,10,20 (FLEET_NS="5", FLEET_BASELINE=0 for quick runs)
+	SHOAL_BIN=$(CURDIR)/$(BIN) bench/fleet.sh

@@ -209,14 +209,27 @@ func TestAgentSyncFetchesOnlyWhatDiffers(t *testing.T) {
 	}
 	t.Logf("empty target: fetched %d bytes in %.2fs from %v", rep.Fetched, rep.Seconds, rep.PeersUsed)
 
-	rep, stderr, err = agentSync(t, n.url(""), target)
+	// A target longer than the image (an older, bigger version) keeps its
+	// bytes until the copy is verified, then is cut to the image's size.
+	f, _ := os.OpenFile(target, os.O_RDWR|os.O_APPEND, 0)
+	f.Write(bytes.Repeat([]byte{1}, 3<<20))
+	f.Close()
+	done := target + ".done"
+	os.WriteFile(done, []byte("stale"), 0o644)
+	rep, stderr, err = agentSync(t, n.url(""), target, "--done-file", done)
 	if err != nil || rep.Fetched != 0 || rep.Reused != size {
 		t.Fatalf("identical target: %+v err=%v %s", rep, err, stderr)
+	}
+	if st, _ := os.Stat(target); st.Size() != size || sha256File(t, target) != out.Version {
+		t.Fatalf("longer target not cut to the image after the sync: %d bytes", st.Size())
+	}
+	if b, _ := os.ReadFile(done); !bytes.Contains(b, []byte(`"bytes_reused"`)) {
+		t.Fatalf("done file %q", b)
 	}
 
 	// 1 MiB changed in the middle, not aligned to a piece: at most two
 	// pieces (1 MiB each) may be fetched.
-	f, _ := os.OpenFile(target, os.O_RDWR, 0)
+	f, _ = os.OpenFile(target, os.O_RDWR, 0)
 	f.WriteAt(bytes.Repeat([]byte{0xAB}, 1<<20), size/2+12345)
 	f.Close()
 	rep, stderr, err = agentSync(t, n.url(""), target)

@@ -178,12 +178,21 @@ func (a *api) consistent(r *http.Request) error {
 	return a.cl.ReadBarrier(r.Context())
 }
 
+// healthz is 200 only for a running node that is in the raft
+// configuration: a node still waiting to be added, or removed after a long
+// outage and not yet back, serves stale data and should not be trusted by a
+// load balancer.
 func (a *api) healthz(r *http.Request) (int, any, error) {
 	st := a.cl.Status()
 	if st.State == "Starting" || st.State == "Shutdown" {
 		return http.StatusServiceUnavailable, map[string]string{"status": st.State}, nil
 	}
-	return http.StatusOK, map[string]string{"status": "ok", "raft": st.State}, nil
+	for _, s := range st.Servers {
+		if s.ID == st.Node {
+			return http.StatusOK, map[string]string{"status": "ok", "raft": st.State, "suffrage": s.Suffrage}, nil
+		}
+	}
+	return http.StatusServiceUnavailable, map[string]string{"status": "not a raft member (yet)", "raft": st.State}, nil
 }
 
 type statusBody struct {

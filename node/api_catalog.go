@@ -173,6 +173,9 @@ func (a *api) activateImage(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	name := r.PathValue("name")
+	if err := a.checkHeld(r, name, req.Version); err != nil {
+		return 0, nil, err
+	}
 	if err := a.write(r, catalog.CmdImageActivate, catalog.ImageVersionRef{Image: name, Version: req.Version}); err != nil {
 		return 0, nil, err
 	}
@@ -216,4 +219,20 @@ func created[T any](v T, found bool) (int, any, error) {
 		code = http.StatusCreated
 	}
 	return code, body, err
+}
+
+// checkHeld refuses to make current a version whose bytes no live node
+// holds completely (say an old version removed from every disk): clients
+// would be sent to boot something nobody can serve.
+func (a *api) checkHeld(r *http.Request, name, version string) error {
+	im, ok := a.cat.Image(name)
+	if !ok {
+		return nil // the command reports the unknown image
+	}
+	for _, v := range im.Versions {
+		if v.ID == version && len(v.Blobs) > 0 && len(a.view(im, a.holders(r.Context())).Holders[v.ID]) == 0 {
+			return fmt.Errorf("image %s version %s: no live node holds it completely; re-import it first: %w", name, version, catalog.ErrConflict)
+		}
+	}
+	return nil
 }

@@ -39,7 +39,7 @@ type SyncConfig struct {
 	Seed bool
 	// OnComplete, if set, is called once the target is verified, before
 	// seeding starts (scripts wait for this, e.g. through --done-file).
-	OnComplete func(SyncReport)
+	OnComplete func(SyncReport) error
 	Progress   func(SyncProgress)
 	Logger     *slog.Logger
 }
@@ -103,7 +103,9 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncReport, error) {
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	if cfg.OnComplete != nil {
-		cfg.OnComplete(rep)
+		if err := cfg.OnComplete(rep); err != nil {
+			return rep, err
+		}
 	}
 	if cfg.Seed {
 		report(SyncProgress{Phase: "seed", Done: rep.Size, Total: rep.Size})
@@ -124,6 +126,7 @@ type plan struct {
 
 type imageAnswer struct {
 	catalog.Image
+	Holders map[string][]string `json:"holders"`
 }
 
 func resolve(ctx context.Context, cfg SyncConfig) (*plan, error) {
@@ -160,6 +163,10 @@ func resolveOn(ctx context.Context, srv string, cfg SyncConfig) (*plan, error) {
 	root, ok := ver.Blob(ver.SHA256)
 	if !ok {
 		return nil, fmt.Errorf("image %s version %s has no imported bytes: %w", name, ver.ID, catalog.ErrNotFound)
+	}
+	if len(im.Holders[ver.ID]) == 0 {
+		// Nobody could send the bytes: say so before touching the target.
+		return nil, fmt.Errorf("image %s version %s: no server node holds it completely (yet); the target was left as it was", name, ver.ID[:12])
 	}
 	p := &plan{server: srv, image: name, version: ver, blob: root}
 	if p.meta, err = fetchMetainfo(ctx, srv, root); err != nil {
@@ -221,10 +228,10 @@ func fetchMetainfo(ctx context.Context, srv string, b catalog.Blob) (*metainfo.M
 		return nil, fmt.Errorf("metainfo of %s: %w", b.ID, err)
 	}
 	if string(mi.InfoBytes) != string(b.Info) {
-		return nil, fmt.Errorf("metainfo of %s from %s does not match the catalogue", b.ID, srv)
+		return nil, fmt.Errorf("metainfo of %s from %s does not match the catalogue: %w", b.ID, srv, catalog.ErrInvalid)
 	}
-	if _, err := Info(b); err != nil {
-		return nil, err
+	if _, err := checkBlob(b); err != nil {
+		return nil, fmt.Errorf("%v: %w", err, catalog.ErrInvalid)
 	}
 	return mi, nil
 }
@@ -274,8 +281,10 @@ func apiGet(ctx context.Context, url string, v any) error {
 	return fmt.Errorf("GET %s: %s", url, resp.Status)
 }
 
-// prepareTarget makes a regular-file target exactly size bytes long; a
-// block device must already be large enough.
+// prepareTarget makes sure a regular-file target has at least size bytes.
+// It never shrinks it: a longer file is cut to size only after the copy is
+// verified (finishTarget), so an interrupted or impossible sync never cuts
+// off data that was there.
 func prepareTarget(path string, size int64) error {
 	st, err := os.Stat(path)
 	if err == nil && st.Mode()&os.ModeDevice != 0 {
@@ -289,7 +298,17 @@ func prepareTarget(path string, size int64) error {
 		return err
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Size() >= size {
+		return err
+	}
 	return f.Truncate(size)
+}
+
+func finishTarget(path string, size int64) error {
+	if err := os.Truncate(path, size); err != nil {
+		return fmt.Errorf("target %s: %w", path, err)
+	}
+	return nil
 }
 
 // syncer is one torrent client downloading into the target.
@@ -358,7 +377,10 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 	rep.WebSeed = st.WebSeeds.BytesReadUsefulData.Int64()
 	rep.PeersUsed = s.usedPeers()
 	report(SyncProgress{Phase: "check", Done: rep.Size, Total: rep.Size})
-	return checkSHA256(s.cfg.Target, s.plan.blob)
+	if err := checkSHA256(s.cfg.Target, s.plan.blob); err != nil {
+		return err
+	}
+	return finishTarget(s.cfg.Target, rep.Size)
 }
 
 // connect gives the torrent every way to reach the image: the servers'

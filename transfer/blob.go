@@ -48,6 +48,11 @@ func Ingest(dir string, r io.Reader, size int64, progress func(int64)) (catalog.
 	pl := PieceLengthFor(size)
 	h := newPieceHasher(pl)
 	n, err := io.Copy(io.MultiWriter(tmp, h), progressReader{r, progress, new(int64)})
+	if err == nil {
+		// On disk before the catalogue can list it: this node may be the
+		// only holder for a while.
+		err = tmp.Sync()
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -65,7 +70,19 @@ func Ingest(dir string, r io.Reader, size int64, progress func(int64)) (catalog.
 	if err != nil {
 		return catalog.Blob{}, err
 	}
-	return b, os.Rename(tmp.Name(), filepath.Join(dir, b.ID))
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, b.ID)); err != nil {
+		return catalog.Blob{}, err
+	}
+	return b, syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func ingestFile(dir, path string) (catalog.Blob, error) {
@@ -141,6 +158,9 @@ func BlobFromInfo(id string, info metainfo.Info) (catalog.Blob, error) {
 // file named by the blob id, of the blob's size and piece length.
 func Info(b catalog.Blob) (metainfo.Info, error) {
 	var info metainfo.Info
+	if b.PieceLength <= 0 || b.Size < 0 {
+		return info, fmt.Errorf("blob %s: piece length %d, size %d", b.ID, b.PieceLength, b.Size)
+	}
 	if err := bencode.Unmarshal(b.Info, &info); err != nil {
 		return info, fmt.Errorf("blob %s: info: %w", b.ID, err)
 	}

@@ -62,6 +62,16 @@ func (c *fakeCatalog) setCurrent(name string, blobs ...catalog.Blob) string {
 	return v.ID
 }
 
+func (c *fakeCatalog) removeVersion(name, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, im := range c.images {
+		if im.Name == name {
+			c.images[i].Versions = slices.DeleteFunc(slices.Clone(im.Versions), func(v catalog.ImageVersion) bool { return v.ID == id })
+		}
+	}
+}
+
 // mesh gives each server the torrent addresses of every server in it (the
 // server skips its own), like gossip would; extra adds more.
 type mesh struct {

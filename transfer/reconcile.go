@@ -42,6 +42,22 @@ func wantedBlobs(images []catalog.Image, groups []catalog.Group) map[string]cata
 	return out
 }
 
+// referencedBlobs is every blob any catalogue version lists. Those a node
+// has are kept even when no longer wanted (rollback = activate an older
+// version must find its bytes); only blobs no version lists any more are
+// garbage-collected.
+func referencedBlobs(images []catalog.Image) map[string]bool {
+	out := map[string]bool{}
+	for _, im := range images {
+		for _, v := range im.Versions {
+			for _, b := range v.Blobs {
+				out[b.ID] = true
+			}
+		}
+	}
+	return out
+}
+
 // checkBlob validates a catalogue blob before it touches the disk or the
 // client: the id must be a plain id (it becomes a file name; Info only
 // checks that the info's name equals it), the info must describe it, and
@@ -64,7 +80,9 @@ func checkBlob(b catalog.Blob) (metainfo.Hash, error) {
 // once the server is closed. Catalogue, gossip and disk are read before
 // taking the lock, so handlers are not held up by them.
 func (s *Server) reconcile() bool {
-	wanted := wantedBlobs(s.cat.Images(), s.cat.Groups())
+	images := s.cat.Images()
+	wanted := wantedBlobs(images, s.cat.Groups())
+	kept := referencedBlobs(images)
 	peers := s.resolvePeers()
 	files := s.blobFiles()
 	s.mu.Lock()
@@ -72,7 +90,7 @@ func (s *Server) reconcile() bool {
 	if s.closed {
 		return false
 	}
-	s.wanted = wanted
+	s.wanted, s.kept = wanted, kept
 	s.addWantedLocked()
 	s.addPeersLocked(peers)
 	s.noteFailuresLocked()
@@ -248,7 +266,12 @@ func (s *Server) collectLocked(files map[string]time.Time, now time.Time) {
 		}
 	}
 	for id := range present {
-		if _, ok := s.wanted[id]; !ok {
+		_, wanted := s.wanted[id]
+		switch {
+		case wanted:
+		case s.kept[id]:
+			delete(s.gcSince, id) // an older version's bytes: keep for rollback
+		default:
 			if _, ok := s.gcSince[id]; !ok {
 				s.gcSince[id] = now
 			}

@@ -71,6 +71,7 @@ type Server struct {
 	closed  bool
 	blobs   map[string]*entry       // torrents in the client, by blob id
 	wanted  map[string]catalog.Blob // as of the last reconcile
+	kept    map[string]bool         // listed by some version: never collected
 	gcSince map[string]time.Time    // unwanted ids (torrent or file) and since when
 	badInfo map[string]bool         // wanted ids whose metainfo was rejected (logged once)
 	running bool                    // Run was called
@@ -165,7 +166,21 @@ func (s *Server) Start() error {
 		}
 	}
 	s.log.Info("torrent client listening", "addr", s.addr)
+	s.removeStaleIngests()
 	return nil
+}
+
+// removeStaleIngests deletes temporary files of uploads a crash cut short;
+// an hour old means no upload is still writing them.
+func (s *Server) removeStaleIngests() {
+	old, _ := filepath.Glob(filepath.Join(s.cfg.Dir, ".ingest-*"))
+	for _, p := range old {
+		if st, err := os.Stat(p); err == nil && time.Since(st.ModTime()) > time.Hour {
+			if os.Remove(p) == nil {
+				s.log.Info("removed the leftover of an interrupted upload", "file", p)
+			}
+		}
+	}
 }
 
 // clientConfig sets the client up for a closed network: peers come only

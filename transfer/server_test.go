@@ -187,14 +187,25 @@ func TestGC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	since[old.ID] = time.Now()
 	cat.setCurrent("img", cur)
-	for id, from := range since {
-		waitFor(t, waitLong, "an unwanted blob to be deleted", func() bool { return !fileExists(filepath.Join(dir, id)) })
-		if d := time.Since(from); d < grace {
-			t.Errorf("blob deleted %v after it became unwanted, before the %v grace", d, grace)
+	waitGone := func(since map[string]time.Time) {
+		for id, from := range since {
+			waitFor(t, waitLong, "an unwanted blob to be deleted", func() bool { return !fileExists(filepath.Join(dir, id)) })
+			if d := time.Since(from); d < grace {
+				t.Errorf("blob deleted %v after it became unwanted, before the %v grace", d, grace)
+			}
 		}
 	}
+	waitGone(since)
+	// The grace has passed for the orphans; the previous version is still
+	// listed by the catalogue, so its bytes stay for a rollback...
+	if !fileExists(filepath.Join(dir, old.ID)) {
+		t.Fatal("the previous version's blob was deleted while the catalogue still lists it")
+	}
+	// ...until its version is removed.
+	removed := time.Now()
+	cat.removeVersion("img", old.ID)
+	waitGone(map[string]time.Time{old.ID: removed})
 	if got := n.Have(); !slices.Equal(got, []string{cur.ID}) {
 		t.Errorf("Have = %v, want only the current blob", got)
 	}

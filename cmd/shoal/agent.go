@@ -49,7 +49,12 @@ If no server answers, the target is left as it was.`,
 				return err
 			}
 			if doneFile != "" {
-				cfg.OnComplete = func(rep transfer.SyncReport) { writeReport(doneFile, rep) }
+				// A done file left by an earlier sync must not vouch for a
+				// target this sync is about to change.
+				if err := os.Remove(doneFile); err != nil && !os.IsNotExist(err) {
+					return fmt.Errorf("--done-file: %w", err)
+				}
+				cfg.OnComplete = func(rep transfer.SyncReport) error { return writeReport(doneFile, rep) }
 			}
 			return runSync(cmd, cfg, asJSON)
 		},
@@ -107,15 +112,16 @@ func runSync(cmd *cobra.Command, cfg transfer.SyncConfig, asJSON bool) error {
 }
 
 // writeReport writes atomically, so a watcher never reads half a report.
-func writeReport(path string, rep transfer.SyncReport) {
+func writeReport(path string, rep transfer.SyncReport) error {
 	b, _ := json.MarshalIndent(rep, "", "  ")
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err == nil {
-		err = os.Rename(tmp, path)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "shoal: done file:", err)
-		}
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--done-file: %w", err)
 	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("--done-file: %w", err)
+	}
+	return nil
 }
 
 func chain(a, b func(transfer.SyncProgress)) func(transfer.SyncProgress) {

@@ -94,7 +94,10 @@ func (o *operator) importImage(name, rootfs string, opts importOpts) (importResu
 		if err != nil {
 			return res, err
 		}
-		if o.hasVersion(name, id) {
+		if v, ok := o.version(name, id); ok {
+			if err := sameBoot(v, opts); err != nil {
+				return res, err
+			}
 			res.Version, res.Unchanged = id, true
 			return res, nil
 		}
@@ -119,7 +122,7 @@ func (o *operator) importImage(name, rootfs string, opts importOpts) (importResu
 	}
 	res.Version, res.Size, res.Blobs = root.ID, root.Size, len(dedupBlobs(blobs))
 	err = o.call("POST", "/v1/images/"+pathEscape(name)+"/versions", ver, nil)
-	if err != nil && strings.Contains(err.Error(), "HTTP 409") && o.hasVersion(name, root.ID) {
+	if _, ok := o.version(name, root.ID); err != nil && strings.Contains(err.Error(), "HTTP 409") && ok {
 		res.Unchanged = true
 		return res, nil
 	}
@@ -139,17 +142,35 @@ func dedupBlobs(bs []catalog.Blob) []catalog.Blob {
 	return out
 }
 
-func (o *operator) hasVersion(name, id string) bool {
+func (o *operator) version(name, id string) (catalog.ImageVersion, bool) {
 	var im imageView
 	if o.call("GET", "/v1/images/"+pathEscape(name), nil, &im) != nil {
-		return false
+		return catalog.ImageVersion{}, false
 	}
 	for _, v := range im.Versions {
 		if v.ID == id {
-			return true
+			return v, true
 		}
 	}
-	return false
+	return catalog.ImageVersion{}, false
+}
+
+// sameBoot: a version is its root image plus kernel, initrd and command
+// line; the same root with other boot files is refused rather than
+// silently reported as "nothing to do".
+func sameBoot(v catalog.ImageVersion, opts importOpts) error {
+	k, err := fileSHA256(opts.kernel)
+	if err != nil {
+		return err
+	}
+	i, err := fileSHA256(opts.initrd)
+	if err != nil {
+		return err
+	}
+	if k != v.KernelBlob || i != v.InitrdBlob || opts.cmdline != v.Cmdline {
+		return fmt.Errorf("version %s exists with another kernel, initrd or command line; a version is identified by its root image: change the root image or remove the version first", short(v.ID))
+	}
+	return nil
 }
 
 // putBlob uploads one file (or, with local, asks the node to read it) and
@@ -157,7 +178,11 @@ func (o *operator) hasVersion(name, id string) bool {
 func (o *operator) putBlob(path string, local bool) (catalog.Blob, error) {
 	var b catalog.Blob
 	if local {
-		return b, o.call("POST", "/v1/blobs?path="+url.QueryEscape(path), nil, &b)
+		// The node copies and hashes the file before it answers: no
+		// client timeout, a large image takes minutes.
+		slow := *o
+		slow.client = &http.Client{}
+		return b, slow.call("POST", "/v1/blobs?path="+url.QueryEscape(path), nil, &b)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -209,7 +234,7 @@ func detectFormat(path, want string, local bool) (string, error) {
 		return want, nil
 	}
 	if local {
-		return string(catalog.FormatRaw), nil
+		return "", fmt.Errorf("--local: the file is on the node, so give --format squashfs, ext4 or raw")
 	}
 	f, err := os.Open(path)
 	if err != nil {
