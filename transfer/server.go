@@ -255,10 +255,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
+	var pl progressLog
 	for {
 		if !s.reconcile() {
 			return nil
 		}
+		pl.log(s.log, s.Progress())
 		select {
 		case <-ctx.Done():
 			return nil
@@ -400,3 +402,32 @@ func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 }
 
 func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }
+
+// progressLog reports a node filling itself: a line per incomplete blob
+// every 10 s, and one when a blob completes, so an operator watching the
+// log of a new node sees it converge.
+type progressLog struct {
+	last     time.Time
+	complete map[string]bool
+}
+
+func (p *progressLog) log(log *slog.Logger, prog []BlobProgress) {
+	if p.complete == nil {
+		p.complete = map[string]bool{}
+	}
+	periodic := time.Since(p.last) >= 10*time.Second
+	for _, b := range prog {
+		switch {
+		case b.Complete && !p.complete[b.ID]:
+			log.Info("blob complete", "blob", b.ID, "size", b.Size)
+		case !b.Complete && periodic:
+			pct := 100 * float64(b.BytesCompleted) / float64(max(b.Size, 1))
+			log.Info("fetching blob", "blob", b.ID, "done", b.BytesCompleted, "size", b.Size,
+				"percent", fmt.Sprintf("%.0f", pct), "peers", b.Peers)
+		}
+		p.complete[b.ID] = b.Complete
+	}
+	if periodic {
+		p.last = time.Now()
+	}
+}
