@@ -395,13 +395,41 @@ func (s *syncer) connect() {
 	}
 	s.t.AddPeers(peers)
 	s.t.AddTrackers(s.plan.meta.UpvertedAnnounceList())
+}
+
+// webSeedAfter is how long a sync may go without data from BitTorrent peers
+// before it also uses the nodes' HTTP web seeds. Not at once: a web seed
+// pulls large ranges straight from a server's uplink, which in a boot storm
+// is the one link every client shares; peers spread that load.
+const webSeedAfter = 5 * time.Second
+
+func (s *syncer) maybeWebSeeds(since time.Time, added *bool) {
+	if *added || time.Since(since) < webSeedAfter {
+		return
+	}
+	if st := s.t.Stats(); st.BytesReadUsefulData.Int64() > 0 && s.recentPeerData() {
+		return
+	}
+	s.cfg.Logger.Info("no data from peers; falling back to the nodes' HTTP web seeds")
 	s.t.AddWebSeeds(s.plan.meta.UrlList)
+	*added = true
+}
+
+// recentPeerData: some peer connection is delivering right now.
+func (s *syncer) recentPeerData() bool {
+	for _, pc := range s.t.PeerConns() {
+		if pc.Stats().DownloadRate > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	last, lastAt := s.t.BytesCompleted(), time.Now()
+	start, webSeeds := time.Now(), false
 	for {
 		select {
 		case <-s.t.Complete().On():
@@ -410,6 +438,7 @@ func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
 			return fmt.Errorf("sync interrupted at %d of %d bytes (run it again to resume): %w",
 				s.t.BytesCompleted(), s.t.Length(), ctx.Err())
 		case <-tick.C:
+			s.maybeWebSeeds(start, &webSeeds)
 			s.notePeers()
 			done := s.t.BytesCompleted()
 			rate := float64(done-last) / time.Since(lastAt).Seconds()
