@@ -20,4 +20,9 @@
 // URLs, names) is validated and rejected if it could inject iPXE commands;
 // it is never escaped, because iPXE has no quoting rules that would make
 // escaping reliable across the iPXE versions found in the field.
+//
+// Not here yet: dynamic leases for full DHCP (they need a lease table in
+// the catalogue, see ErrNoLease), the NBD export, the IPv6 router
+// advertisement responder that spares iPXE a 16 s wait (RECIPE.md) and
+// Prometheus metrics (Decision.Reason is the label to count by).
 package bootsvc
