@@ -399,7 +399,7 @@ client_cmd() { # system idx
   esac
 }
 
-# run_one SYSTEM N: one measurement on the current topology.  Appends a row to
+# run_one SYSTEM N: one measurement on a fresh topology.  Appends a row to
 # $SWEEP/results.csv; the run's files stay in $SWEEP/n<N>-<system>/.
 CSV_HEAD=system,n,image_bytes,rate,server_rate,ok,failed,first_verified_s,median_verified_s,last_done_s,last_verified_s,bound_s,central_bound_s,server_ready_s,cpu_machine_avg,cpu_machine_max,cpu_own_avg,cpu_own_max,server_cpu_s,clients_cpu_s,webseed_bytes,server_sent_copies,tail_drops,run_dir
 run_one() {
@@ -438,13 +438,12 @@ run_one() {
       < /dev/null > /dev/null 2>&1 9>&- &
     cpids+=($!)
   done
-  local done_n last_n=-1 t_last=$SECONDS
+  local done_n
   while :; do
     done_n=0
     for ((i = 1; i <= n; i++)); do [[ -e $RUN/c$i/result ]] && ((done_n++)); done
     ((done_n == n)) && break
-    if ((done_n != last_n)); then last_n=$done_n; t_last=$SECONDS; fi
-    if (($(date +%s) - ${T0%.*} > timeout)); then
+    if ((EPOCHSECONDS - ${T0%.*} > timeout)); then
       log "[$sys N=$n] TIMEOUT after ${timeout}s: $done_n/$n clients done"; FAILED=1; break
     fi
     fsleep 0.2
