@@ -23,7 +23,7 @@ func newAgentCmd() *cobra.Command {
 
 func newSyncCmd() *cobra.Command {
 	var cfg transfer.SyncConfig
-	var servers, image, doneFile string
+	var servers, image, doneFile, logLevel string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sync --server URL[,URL...] (--image NAME[@VERSION] | --client MAC) --target PATH",
@@ -48,6 +48,11 @@ If no server answers, the target is left as it was.`,
 			if err := checkSyncFlags(cfg); err != nil {
 				return err
 			}
+			log, err := newLogger(logLevel, "text", "agent")
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
 			if doneFile != "" {
 				// A done file left by an earlier sync must not vouch for a
 				// target this sync is about to change.
@@ -67,6 +72,7 @@ If no server answers, the target is left as it was.`,
 	f.StringVar(&cfg.ListenAddr, "listen", "0.0.0.0:0", "BitTorrent listen address for serving other clients")
 	f.BoolVar(&cfg.Seed, "seed", false, "keep seeding to other clients after the sync, until stopped")
 	f.BoolVar(&asJSON, "json", false, "print the final report as JSON")
+	f.StringVar(&logLevel, "log-level", "warn", "log to stderr at this level: debug, info, warn, error")
 	f.StringVar(&doneFile, "done-file", "", "write the JSON report to this file once the copy is verified (before seeding)")
 	return cmd
 }
