@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/shoal-project/shoal/cluster/catalog"
 )
 
 // ErrUnsafe marks a value refused because it could change the meaning of
@@ -84,22 +86,10 @@ func validateHostPort(s string) error {
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return fmt.Errorf("server address %q: bad port: %w", shown(s), ErrUnsafe)
 	}
-	if _, err := netip.ParseAddr(host); err != nil && !isDNSName(host) {
+	if _, err := netip.ParseAddr(host); err != nil && !catalog.IsDNSName(host) {
 		return fmt.Errorf("server address %q: host is neither IP nor DNS name: %w", shown(s), ErrUnsafe)
 	}
 	return nil
-}
-
-func isDNSName(s string) bool {
-	if len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.ToLower(s), ".") {
-		if !hostnameRE.MatchString(label) {
-			return false
-		}
-	}
-	return true
 }
 
 // shown truncates a hostile value for an error message.

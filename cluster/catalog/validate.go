@@ -170,14 +170,14 @@ func validateHostPort(field, s string) error {
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
 		return fmt.Errorf("%s %q: port %q must be a number from 1 to 65535: %w", field, show(s), show(port), ErrInvalid)
 	}
-	if _, err := netip.ParseAddr(host); err != nil && !isDNSName(host) {
+	if _, err := netip.ParseAddr(host); err != nil && !IsDNSName(host) {
 		return fmt.Errorf("%s %q: host %q is neither an IP address nor a DNS name: %w", field, show(s), show(host), ErrInvalid)
 	}
 	return nil
 }
 
-// isDNSName reports whether s is a syntactically valid DNS host name.
-func isDNSName(s string) bool {
+// IsDNSName reports whether s is a syntactically valid DNS host name.
+func IsDNSName(s string) bool {
 	if len(s) > 253 {
 		return false
 	}
