@@ -5,15 +5,36 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 )
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
+	stop := profile(os.Getenv("SHOAL_CPUPROFILE"))
+	err := newRoot().Execute()
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "shoal:", err)
 		os.Exit(1)
 	}
+}
+
+// profile writes a CPU profile of the whole run to path (a developer aid:
+// SHOAL_CPUPROFILE=cpu.out shoal agent sync ...; go tool pprof cpu.out).
+func profile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shoal: SHOAL_CPUPROFILE:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func newRoot() *cobra.Command {
