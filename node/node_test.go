@@ -14,11 +14,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/shoal-project/shoal/cluster"
 	"github.com/shoal-project/shoal/cluster/clustertest"
 	"github.com/shoal-project/shoal/node"
+	"github.com/shoal-project/shoal/node/nodetest"
 )
 
 var ipSeq atomic.Uint32
@@ -26,36 +25,7 @@ var ipSeq atomic.Uint32
 // startNode runs a single-node server on its own loopback IP.
 func startNode(t *testing.T, mods ...func(*node.Config)) string {
 	t.Helper()
-	ip := fmt.Sprintf("127.251.%d.%d", os.Getpid()%250, ipSeq.Add(1))
-	cfg := node.DefaultConfig()
-	c := &cfg.Cluster
-	c.NodeName, c.DataDir = "t1", t.TempDir()
-	c.HTTPAddr, c.RaftAddr, c.GossipAddr = ip+":7480", ip+":7481", ip+":7946"
-	cfg.Transfer.ListenAddr = ip + ":7482"
-	c.Timing = cluster.FastTiming()
-	cfg.Logger = clustertest.Logger("t1")
-	for _, m := range mods {
-		m(&cfg)
-	}
-	n, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("node run: %v", err)
-		}
-	})
-	base := "http://" + c.HTTPAddr
-	clustertest.Wait(t, "node healthy and leader", 10*time.Second, func() bool {
-		code, body := do(t, "GET", base+"/healthz", "")
-		return code == 200 && strings.Contains(body, "Leader")
-	})
-	return base
+	return nodetest.Start(t, "t1", fmt.Sprintf("127.251.%d.%d", os.Getpid()%250, ipSeq.Add(1)), mods...)
 }
 
 func do(t *testing.T, method, url, body string) (int, string) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-project/shoal/cluster"
-	"github.com/shoal-project/shoal/cluster/clustertest"
-	"github.com/shoal-project/shoal/node"
+	"github.com/shoal-project/shoal/node/nodetest"
 )
 
 func TestServerConfigPrecedence(t *testing.T) {
@@ -93,28 +90,7 @@ func run(t *testing.T, args ...string) (string, error) {
 // --addr flag for it.
 func startNode(t *testing.T, host int) string {
 	t.Helper()
-	ip := fmt.Sprintf("127.253.0.%d", host)
-	cfg := node.DefaultConfig()
-	c := &cfg.Cluster
-	c.NodeName, c.DataDir = "cli1", t.TempDir()
-	c.HTTPAddr, c.RaftAddr, c.GossipAddr = ip+":7480", ip+":7481", ip+":7946"
-	cfg.Transfer.ListenAddr = ip + ":7482"
-	c.Timing = cluster.FastTiming()
-	cfg.Logger = clustertest.Logger("cli1")
-	n, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	addr := "--addr=" + ip + ":7480"
-	clustertest.Wait(t, "node leads", 10*time.Second, func() bool {
-		out, err := run(t, addr, "status")
-		return err == nil && strings.Contains(out, "Leader")
-	})
-	return addr
+	return "--addr=" + nodetest.Start(t, "cli1", fmt.Sprintf("127.253.0.%d", host))
 }
 
 func TestOperatorVerbs(t *testing.T) {
