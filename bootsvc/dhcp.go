@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -53,6 +54,7 @@ const (
 	ReasonWrongAddress  Reason = "wrong-address"  // client asked for an address that is not its own
 	ReasonProxy         Reason = "proxy"          // answered with boot information only
 	ReasonFixedIP       Reason = "fixed-ip"       // answered with the catalogue's address
+	ReasonDynamic       Reason = "dynamic"        // answered with a lease from the catalogue's lease table
 )
 
 // Decision records what Reply decided and why, for logs and metrics.
@@ -74,11 +76,22 @@ type Decision struct {
 // is a pure function of the request, the config and the catalogue, so any
 // node answers any client identically.
 type Handler struct {
-	cfg DHCPConfig
-	net dhcpNet
-	cat Catalog
-	log *slog.Logger
+	cfg     DHCPConfig
+	net     dhcpNet
+	cat     Catalog
+	log     *slog.Logger
+	leases  LeaseStore       // nil: no dynamic leases
+	clock   func() time.Time // nil: time.Now
+	observe func(Decision)   // nil: none
 }
+
+// SetLeases gives the handler the catalogue's lease table; without one,
+// full mode hands out fixed catalogue addresses only. Call before Serve.
+func (h *Handler) SetLeases(l LeaseStore) { h.leases = l }
+
+// SetObserver is called with every decision Serve makes, after the reply
+// was sent (or not): the node counts boot events with it. Call before Serve.
+func (h *Handler) SetObserver(f func(Decision)) { h.observe = f }
 
 // NewHandler validates cfg. log may be nil.
 func NewHandler(cfg DHCPConfig, cat Catalog, log *slog.Logger) (*Handler, error) {

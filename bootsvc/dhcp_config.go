@@ -29,8 +29,7 @@ const (
 	// hands out an address, so shoal coexists with the site's DHCP server.
 	ModeProxy Mode = "proxy"
 	// ModeFull also hands out addresses: a client's fixed IP from the
-	// catalogue. Dynamic leases need the catalogue's lease table (not built
-	// yet); until then unknown clients get no address (see ErrNoLease).
+	// catalogue, or a dynamic lease from its lease table (LeaseStore).
 	ModeFull Mode = "full"
 )
 
@@ -69,9 +68,8 @@ type DHCPConfig struct {
 	DefaultGroup string
 
 	// Full mode only. Netmask is required there; Router and DNS are
-	// optional. RangeStart/RangeEnd delimit the pool that dynamic leases
-	// will use once the catalogue has a lease table; they are validated now
-	// so a config written today keeps working then.
+	// optional. RangeStart/RangeEnd delimit the pool of dynamic leases
+	// (see LeaseStore); without a range only fixed addresses are given.
 	Netmask    string
 	Router     string
 	DNS        []string
@@ -248,9 +246,8 @@ func parseMask(s string) (int, error) {
 	return ones, nil
 }
 
-// ErrNoLease means a client needs a dynamic address, which this version
-// cannot hand out: dynamic leases must be written through Raft into the
-// catalogue's lease table (DESIGN.md: "only unknown MACs take dynamic
-// leases, which need the leader"), and that table does not exist yet. The
-// handler turns it into an ignore decision with ReasonNoLease.
-var ErrNoLease = errors.New("no address: dynamic leases need the catalogue's lease table, which does not exist yet")
+// ErrNoLease means a client needs a dynamic address and none can be given:
+// no range is configured, the pool is full, or a new lease needs the Raft
+// leader and none is reachable. The handler turns it into an ignore
+// decision with ReasonNoLease and says which in Decision.Detail.
+var ErrNoLease = errors.New("no address")

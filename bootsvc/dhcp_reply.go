@@ -48,7 +48,7 @@ func (h *Handler) proxyReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, c client
 // proxyDHCP and asks port 4011 again (RECIPE.md, "175.176=1 is optional as
 // long as you don't send option 60 PXEClient").
 func (h *Handler) fullReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, c clientClass, t bootTarget, d *Decision) (*dhcpv4.DHCPv4, Decision, error) {
-	ip, err := h.fixedIP(t)
+	ip, secs, err := h.address(req, mt, t, d)
 	if err != nil {
 		d.Reason, d.Detail = reasonOf(err), err.Error()
 		return nil, *d, nil
@@ -57,7 +57,7 @@ func (h *Handler) fullReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, c clientC
 	if mt == dhcpv4.MessageTypeAck && !requestMatches(req, ip) {
 		return h.nak(req, d)
 	}
-	resp, err := h.newReply(req, mt, h.leaseModifiers(ip)...)
+	resp, err := h.newReply(req, mt, h.leaseModifiers(ip, secs)...)
 	if err != nil {
 		return nil, *d, err
 	}
@@ -65,7 +65,11 @@ func (h *Handler) fullReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, c clientC
 		resp.UpdateOption(dhcpv4.OptHostName(t.client.Hostname))
 	}
 	h.addBootInfo(resp, req, c, d)
-	return finish(resp, mt, ReasonFixedIP, d)
+	reason := ReasonFixedIP
+	if !t.known || t.client.IP == "" {
+		reason = ReasonDynamic
+	}
+	return finish(resp, mt, reason, d)
 }
 
 // addBootInfo adds the boot file for boot firmware; an OS DHCP client
@@ -91,13 +95,8 @@ func (h *Handler) addBootInfo(resp, req *dhcpv4.DHCPv4, c clientClass, d *Decisi
 	copyClientUUID(resp, req)
 }
 
-// fixedIP is the client's catalogue address. Everything else would need a
-// dynamic lease (ErrNoLease), including a registered client without a
-// fixed IP.
+// fixedIP is the client's catalogue address.
 func (h *Handler) fixedIP(t bootTarget) (netip.Addr, error) {
-	if !t.known || t.client.IP == "" {
-		return netip.Addr{}, ErrNoLease
-	}
 	ip, err := netip.ParseAddr(t.client.IP)
 	if err != nil || !ip.Is4() {
 		return netip.Addr{}, fmt.Errorf("catalogue IP %q of %s is not IPv4", t.client.IP, t.client.MAC)
@@ -143,12 +142,12 @@ func (h *Handler) nak(req *dhcpv4.DHCPv4, d *Decision) (*dhcpv4.DHCPv4, Decision
 	return resp, *d, nil
 }
 
-func (h *Handler) leaseModifiers(ip netip.Addr) []dhcpv4.Modifier {
+func (h *Handler) leaseModifiers(ip netip.Addr, secs uint32) []dhcpv4.Modifier {
 	mask := net.CIDRMask(h.net.subnet.Bits(), 32)
 	mods := []dhcpv4.Modifier{
 		dhcpv4.WithYourIP(netIP(ip)),
 		dhcpv4.WithNetmask(mask),
-		dhcpv4.WithLeaseTime(h.net.leaseS),
+		dhcpv4.WithLeaseTime(secs),
 	}
 	if h.net.router.IsValid() {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptRouter(netIP(h.net.router))))

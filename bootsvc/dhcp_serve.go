@@ -66,7 +66,12 @@ func (h *Handler) handlePacket(conn net.PacketConn, peer net.Addr, req *dhcpv4.D
 		return
 	}
 	if resp == nil {
-		log.Debug("dhcp ignored", "reason", d.Reason, "detail", d.Detail)
+		lvl := slog.LevelDebug
+		if d.Reason == ReasonNoLease {
+			lvl = slog.LevelWarn // an operator must learn why a machine got no address
+		}
+		log.Log(context.Background(), lvl, "dhcp ignored", "reason", d.Reason, "detail", d.Detail)
+		h.notify(d)
 		return
 	}
 	dst := ReplyAddr(req, peer)
@@ -74,8 +79,15 @@ func (h *Handler) handlePacket(conn net.PacketConn, peer net.Addr, req *dhcpv4.D
 		log.Warn("dhcp send failed", "dst", dst.String(), "err", err)
 		return
 	}
+	h.notify(d)
 	log.Info("dhcp answered", "action", d.Action, "reason", d.Reason, "arch", d.Arch, "ipxe", d.IPXE,
 		"file", d.BootFile, "ip", d.IP, "host", d.Hostname, "dst", dst.String())
+}
+
+func (h *Handler) notify(d Decision) {
+	if h.observe != nil {
+		h.observe(d)
+	}
 }
 
 // ReplyAddr is where a reply to req, received from peer, must go:
