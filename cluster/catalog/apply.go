@@ -1,6 +1,9 @@
 package catalog
 
-import "fmt"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // operation is one decoded command. check must detect every failure, because
 // apply is called only after check passed and must not fail: that is what
@@ -11,6 +14,11 @@ type operation interface {
 	check(*content) error
 	apply(c *content, at int64)
 }
+
+// clocked is implemented by operations whose rules depend on the time
+// (lease expiry). decode hands them Command.At before check runs, so check
+// judges at the same instant apply records; it is the only clock they see.
+type clocked interface{ setNow(at int64) }
 
 // Body holders shared by the operations that take the same body type.
 
@@ -309,6 +317,82 @@ func (o *nodeRemove) check(c *content) error {
 }
 
 func (o *nodeRemove) apply(c *content, _ int64) { delete(c.nodes, o.r.Name) }
+
+// lease.acquire
+
+// leaseAcquire chooses the address in check, which Apply runs under the same
+// lock right before apply, and apply records that choice. Validate runs check
+// alone and discards it; an entry's choice is always remade where it is
+// applied, against the state every replica has at that point of the log.
+type leaseAcquire struct {
+	a   LeaseAcquire
+	now int64
+	ip  netip.Addr // chosen by check
+}
+
+func (o *leaseAcquire) body() any       { return &o.a }
+func (o *leaseAcquire) setNow(at int64) { o.now = at }
+
+func (o *leaseAcquire) normalize() error {
+	mac, err := NormalizeMAC(o.a.MAC)
+	if err != nil {
+		return fmt.Errorf("lease: %w", err)
+	}
+	o.a.MAC = mac
+	return nil
+}
+
+func (o *leaseAcquire) check(c *content) error {
+	r, requested, err := o.a.validateFields(o.now)
+	if err != nil {
+		return err
+	}
+	mac := o.a.MAC
+	if cl, ok := c.clients[mac]; ok && cl.IP != "" {
+		return fmt.Errorf("client %s (%s) has a fixed address %s and gets no dynamic lease: %w", mac, cl.Hostname, cl.IP, ErrConflict)
+	}
+	fixed := c.fixedIPs(r)
+	ip, ok := c.pickLease(mac, r, requested, fixed, o.now)
+	if !ok {
+		return fmt.Errorf("lease for %s: lease pool exhausted: %d addresses in use in %s (%d fixed client addresses, %d unexpired leases): %w",
+			mac, r.size(), r, len(fixed), r.size()-int64(len(fixed)), ErrConflict)
+	}
+	o.ip = ip
+	return nil
+}
+
+// apply grants or renews the lease. Taking over another MAC's expired lease
+// removes that MAC's record, so every address has at most one lease.
+func (o *leaseAcquire) apply(c *content, at int64) {
+	if slot, ok := c.leaseIPs[ipNum(o.ip)]; ok && slot.mac != o.a.MAC {
+		c.dropLease(slot.mac)
+	}
+	c.setLease(Lease{MAC: o.a.MAC, IP: o.ip.String(), Expires: at + o.a.Duration, Updated: at})
+}
+
+// lease.release
+
+type leaseRelease struct{ r MACRef }
+
+func (o *leaseRelease) body() any { return &o.r }
+
+func (o *leaseRelease) normalize() error {
+	mac, err := NormalizeMAC(o.r.MAC)
+	if err != nil {
+		return fmt.Errorf("lease: %w", err)
+	}
+	o.r.MAC = mac
+	return nil
+}
+
+func (o *leaseRelease) check(c *content) error {
+	if _, ok := c.leases[o.r.MAC]; !ok {
+		return fmt.Errorf("no lease for %s: %w", o.r.MAC, ErrNotFound)
+	}
+	return nil
+}
+
+func (o *leaseRelease) apply(c *content, _ int64) { c.dropLease(o.r.MAC) }
 
 // toLowerASCII lower-cases only A-Z. strings.ToLower would also fold
 // non-ASCII letters (e.g. the Kelvin sign to "k"), letting a hostile name

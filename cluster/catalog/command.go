@@ -30,6 +30,8 @@ const (
 	CmdImageDelete        CommandType = "image.delete"         // NameRef; conflict while a group uses the image
 	CmdNodeUpsert         CommandType = "node.upsert"          // Node
 	CmdNodeRemove         CommandType = "node.remove"          // NameRef; not found if missing
+	CmdLeaseAcquire       CommandType = "lease.acquire"        // LeaseAcquire; grants or renews the MAC's lease; conflict if the MAC has a fixed IP or the pool is full
+	CmdLeaseRelease       CommandType = "lease.release"        // MACRef; not found if the MAC has no lease
 )
 
 // operations maps every known type to a constructor of its (empty) operation;
@@ -47,6 +49,8 @@ var operations = map[CommandType]func() operation{
 	CmdImageDelete:        func() operation { return &imageDelete{} },
 	CmdNodeUpsert:         func() operation { return &nodeUpsert{} },
 	CmdNodeRemove:         func() operation { return &nodeRemove{} },
+	CmdLeaseAcquire:       func() operation { return &leaseAcquire{} },
+	CmdLeaseRelease:       func() operation { return &leaseRelease{} },
 }
 
 // NameRef is the body of commands that address a group, image or node by name.
@@ -54,7 +58,8 @@ type NameRef struct {
 	Name string `json:"name"`
 }
 
-// MACRef is the body of client.delete. Any notation NormalizeMAC accepts works.
+// MACRef is the body of client.delete and lease.release. Any notation
+// NormalizeMAC accepts works.
 type MACRef struct {
 	MAC string `json:"mac"`
 }
@@ -162,6 +167,9 @@ func (c Command) decode() (operation, error) {
 	}
 	if err := op.normalize(); err != nil {
 		return nil, err
+	}
+	if t, ok := op.(clocked); ok {
+		t.setNow(c.At)
 	}
 	return op, nil
 }

@@ -95,6 +95,11 @@ func TestNormalize(t *testing.T) {
 		{"group keeps boot mode", CmdGroupCreate, `{"name":"g","boot_mode":"disk"}`, `{"name":"g","boot_mode":"disk"}`},
 		{"group empty state paths dropped", CmdGroupCreate, `{"name":"g","state_paths":[]}`, `{"name":"g","boot_mode":"diskless-ram"}`},
 		{"names are not folded", CmdNodeRemove, `{"name":"CTL1"}`, `{"name":"CTL1"}`},
+		{"lease acquire mac", CmdLeaseAcquire, `{"mac":"0A-00-00-00-00-B1","range_start":"10.0.0.1","range_end":"10.0.0.9","duration":60}`,
+			`{"mac":"0a:00:00:00:00:b1","range_start":"10.0.0.1","range_end":"10.0.0.9","duration":60}`},
+		{"lease acquire left for validation", CmdLeaseAcquire, `{"mac":"0a0000000001","range_start":"x","range_end":"","requested":"y","duration":-1}`,
+			`{"mac":"0a:00:00:00:00:01","range_start":"x","range_end":"","requested":"y","duration":-1}`},
+		{"lease release mac", CmdLeaseRelease, `{"mac":"0A00.0000.00B1"}`, `{"mac":"0a:00:00:00:00:b1"}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,6 +140,11 @@ func TestMalformedCommands(t *testing.T) {
 		{"trailing data", Command{V: 1, Type: CmdNodeRemove, Body: json.RawMessage(`{"name":"a"}{"name":"b"}`)}, "trailing data"},
 		{"bad client mac", Command{V: 1, Type: CmdClientCreate, Body: json.RawMessage(`{"mac":"nope","hostname":"h","group":"compute"}`)}, `mac "nope"`},
 		{"bad ref mac", Command{V: 1, Type: CmdClientDelete, Body: json.RawMessage(`{"mac":"ff:ff:ff:ff:ff:ff"}`)}, "broadcast"},
+		{"lease unknown field", Command{V: 1, Type: CmdLeaseAcquire,
+			Body: json.RawMessage(`{"mac":"0a:00:00:00:00:b1","range_start":"10.0.0.1","range_end":"10.0.0.9","lease_time":60}`)}, `unknown field "lease_time"`},
+		{"lease duration as string", Command{V: 1, Type: CmdLeaseAcquire,
+			Body: json.RawMessage(`{"mac":"0a:00:00:00:00:b1","range_start":"10.0.0.1","range_end":"10.0.0.9","duration":"1h"}`)}, "malformed body"},
+		{"lease release bad mac", Command{V: 1, Type: CmdLeaseRelease, Body: json.RawMessage(`{"mac":"x"}`)}, `lease: mac "x"`},
 		{"newer version", Command{V: 2, Type: CmdNodeRemove, Body: json.RawMessage(`{"name":"ctl1"}`)}, "newer shoal"},
 		{"zero version", Command{Type: CmdNodeRemove, Body: json.RawMessage(`{"name":"ctl1"}`)}, "version 0"},
 		{"unknown type", Command{V: 1, Type: "node.reboot", Body: json.RawMessage(`{"name":"ctl1"}`)}, "node.reboot"},

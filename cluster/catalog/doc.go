@@ -1,6 +1,7 @@
 // Package catalog owns the replicated catalogue of a shoal cluster: boot
 // groups, client machines (keyed by MAC), root-filesystem images with their
-// versions, and the cluster's own nodes.
+// versions, the cluster's own nodes, and the dynamic DHCP leases of clients
+// without a fixed address.
 //
 // The package is the pure, deterministic core of a Raft finite state machine.
 // It imports no Raft library and performs no I/O, reads no clock and uses no

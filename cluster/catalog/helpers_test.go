@@ -46,6 +46,10 @@ func mustApply(t *testing.T, s *State, typ CommandType, body any) {
 //	debian: version 20 only, used by dev
 //	groups compute (2 clients), gpu (1 client), dev, empty
 //	node ctl1
+//	leases from the pool 10.0.0.100-10.0.0.199 (see leasePool), granted at fixtureAt:
+//	  0a:00:00:00:00:a1 10.0.0.100 expires 4600 (after testAt)
+//	  0a:00:00:00:00:a2 10.0.0.101 expires 2000 (exactly testAt: expired then)
+//	  02:00:00:00:00:03 10.0.0.102 expires 4600 (gpu01, a client without a fixed IP)
 func fixtureCommands(t *testing.T) []Command {
 	t.Helper()
 	type step struct {
@@ -66,6 +70,9 @@ func fixtureCommands(t *testing.T) []Command {
 		{CmdClientCreate, Client{MAC: "02:00:00:00:00:02", Hostname: "node02", Group: "compute", IP: "10.0.0.2"}},
 		{CmdClientCreate, Client{MAC: "02:00:00:00:00:03", Hostname: "gpu01", Group: "gpu"}},
 		{CmdNodeUpsert, Node{ID: "ctl1", RaftAddr: "10.0.1.1:8300", HTTPAddr: "10.0.1.1:8080"}},
+		{CmdLeaseAcquire, acquire(macA1, "", 3600)},
+		{CmdLeaseAcquire, acquire(macA2, "", testAt-fixtureAt)},
+		{CmdLeaseAcquire, acquire("02:00:00:00:00:03", "", 3600)},
 	}
 	cmds := make([]Command, len(steps))
 	for i, st := range steps {

@@ -20,11 +20,17 @@ type snapshotDoc struct {
 
 // catalogDoc is the canonical form of the catalogue: every list sorted by
 // key and never null, so equal content always encodes to equal bytes.
+//
+// Leases came later and are omitted when there are none, so a catalogue
+// without leases encodes (and digests) exactly as it did before leases
+// existed, and snapshots from before leases, which lack the field, restore
+// as having none.
 type catalogDoc struct {
 	Groups  []Group  `json:"groups"`
 	Clients []Client `json:"clients"`
 	Images  []Image  `json:"images"`
 	Nodes   []Node   `json:"nodes"`
+	Leases  []Lease  `json:"leases,omitempty"` // sorted by address
 }
 
 func (c *content) export() catalogDoc {
@@ -33,6 +39,7 @@ func (c *content) export() catalogDoc {
 		Clients: sortedValues(c.clients, identity[Client]),
 		Images:  sortedValues(c.images, Image.clone),
 		Nodes:   sortedValues(c.nodes, identity[Node]),
+		Leases:  c.sortedLeases(),
 	}
 }
 
@@ -111,6 +118,7 @@ func decodeSnapshot(b []byte) (snapshotDoc, error) {
 
 // loadContent rebuilds a content from a decoded snapshot, in dependency
 // order (images before the groups that use them, groups before clients).
+// Leases depend on nothing.
 func loadContent(d catalogDoc) (content, error) {
 	c := newContent()
 	u := uniqueClients{hostnames: map[string]string{}, ips: map[string]string{}}
@@ -123,6 +131,9 @@ func loadContent(d catalogDoc) (content, error) {
 	}
 	if err == nil {
 		err = loadAll(d.Nodes, c.loadNode)
+	}
+	if err == nil {
+		err = loadAll(d.Leases, c.loadLease)
 	}
 	return c, err
 }
@@ -238,5 +249,31 @@ func (c *content) loadNode(n Node) error {
 		return fmt.Errorf("node %q appears twice: %w", n.ID, ErrInvalid)
 	}
 	c.nodes[n.ID] = n
+	return nil
+}
+
+// loadLease normalises the MAC like a command would and requires a host
+// IPv4 address held by no other lease. A lease whose address has since
+// become a client's fixed address, or whose MAC has since become a client
+// with a fixed address, is legitimate: client commands do not touch leases,
+// and the next acquire moves or refuses it.
+func (c *content) loadLease(l Lease) error {
+	mac, err := NormalizeMAC(l.MAC)
+	if err != nil {
+		return fmt.Errorf("lease: %w", err)
+	}
+	l.MAC = mac
+	ip, err := parseIPv4("ip", l.IP)
+	if err != nil {
+		return fmt.Errorf("lease for %s: %w", mac, err)
+	}
+	if _, dup := c.leases[mac]; dup {
+		return fmt.Errorf("lease for %s appears twice: %w", mac, ErrInvalid)
+	}
+	if other, taken := c.leaseIPs[ipNum(ip)]; taken {
+		return fmt.Errorf("leases of %s and %s share ip %s: %w", other.mac, mac, ip, ErrInvalid)
+	}
+	l.IP = ip.String()
+	c.setLease(l)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,12 +16,13 @@ type reads struct {
 	Clients []Client
 	Images  []Image
 	Nodes   []Node
+	Leases  []Lease
 	Applied uint64
 	Digest  string
 }
 
 func readAll(s *State) reads {
-	return reads{s.Groups(), s.Clients(), s.Images(), s.Nodes(), s.AppliedIndex(), s.Digest()}
+	return reads{s.Groups(), s.Clients(), s.Images(), s.Nodes(), s.Leases(), s.AppliedIndex(), s.Digest()}
 }
 
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
@@ -57,6 +59,9 @@ func TestRestoreReplacesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, c, i, n := s.Counts()
+	if _, ok := s.LeaseByIP("10.0.0.100"); ok || len(s.Leases()) != 0 {
+		t.Fatal("leases survived restoring an empty snapshot")
+	}
 	if g+c+i+n != 0 || s.AppliedIndex() != 0 || s.Digest() != New().Digest() {
 		t.Fatalf("after restoring an empty snapshot: counts %d %d %d %d, index %d", g, c, i, n, s.AppliedIndex())
 	}
@@ -105,6 +110,14 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		{"duplicate image", corrupt(t, func(d *snapshotDoc) { d.Catalog.Images = append(d.Catalog.Images, d.Catalog.Images[0]) }), "appears twice"},
 		{"bad node", corrupt(t, func(d *snapshotDoc) { d.Catalog.Nodes[0].RaftAddr = "nowhere" }), "raft_addr"},
 		{"duplicate node", corrupt(t, func(d *snapshotDoc) { d.Catalog.Nodes = append(d.Catalog.Nodes, d.Catalog.Nodes[0]) }), "appears twice"},
+		{"lease bad mac", corrupt(t, func(d *snapshotDoc) { d.Catalog.Leases[0].MAC = "ff:ff:ff:ff:ff:ff" }), "broadcast"},
+		{"lease bad ip", corrupt(t, func(d *snapshotDoc) { d.Catalog.Leases[0].IP = "10.0.0.300" }), `"10.0.0.300"`},
+		{"lease loopback ip", corrupt(t, func(d *snapshotDoc) { d.Catalog.Leases[0].IP = "127.0.0.1" }), "loopback"},
+		{"lease no ip", corrupt(t, func(d *snapshotDoc) { d.Catalog.Leases[0].IP = "" }), "lease for 0a:00:00:00:00:a1"},
+		{"duplicate lease mac", corrupt(t, func(d *snapshotDoc) { d.Catalog.Leases[1].MAC = strings.ToUpper(d.Catalog.Leases[0].MAC) }),
+			"lease for 0a:00:00:00:00:a1 appears twice"},
+		{"shared lease ip", corrupt(t, func(d *snapshotDoc) { d.Catalog.Leases[1].IP = d.Catalog.Leases[0].IP }), "share ip 10.0.0.100"},
+		{"lease unknown field", `{"v":1,"catalog":{"leases":[{"mac":"02:00:00:00:00:01","ip":"10.0.0.9","lease":1}]}}`, `unknown field "lease"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,6 +137,8 @@ func TestRestoreNormalises(t *testing.T) {
 		d.Catalog.Clients[0].MAC = strings.ToUpper(d.Catalog.Clients[0].MAC)
 		d.Catalog.Clients[0].Hostname = strings.ToUpper(d.Catalog.Clients[0].Hostname)
 		d.Catalog.Groups[2].StatePaths = []string{} // "empty" has none
+		d.Catalog.Leases[0].MAC = "0A-00-00-00-00-A1"
+		slices.Reverse(d.Catalog.Leases)
 	})
 	s := New()
 	if err := s.Restore([]byte(in)); err != nil {
@@ -131,6 +146,39 @@ func TestRestoreNormalises(t *testing.T) {
 	}
 	if s.Digest() != fixture(t).Digest() {
 		t.Fatal("a non-canonical but valid snapshot should restore to the canonical content")
+	}
+}
+
+// TestSnapshotWithoutLeases checks compatibility with snapshots written
+// before leases existed: they restore (as having no leases), and a
+// catalogue without leases still encodes without the field, so its digest
+// and snapshot bytes are what older builds produce and can restore.
+func TestSnapshotWithoutLeases(t *testing.T) {
+	old := corrupt(t, func(d *snapshotDoc) { d.Catalog.Leases = nil })
+	if strings.Contains(old, "leases") {
+		t.Fatalf("an empty lease list must be omitted: %s", old)
+	}
+	s := New()
+	if err := s.Restore([]byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Leases(); len(got) != 0 {
+		t.Fatalf("leases from nowhere: %+v", got)
+	}
+	snap, err := s.Snapshot()
+	if err != nil || string(snap) != old {
+		t.Fatalf("lease-free snapshot is not in the pre-lease format (%v):\n got %s\nwant %s", err, snap, old)
+	}
+	if s.Digest() == fixture(t).Digest() {
+		t.Fatal("leases are not covered by the digest")
+	}
+	// Literally the pre-lease format; the digest is the one builds without
+	// leases computed for an empty catalogue.
+	if err := s.Restore([]byte(`{"v":1,"applied_index":5,"catalog":{"groups":[],"clients":[],"images":[],"nodes":[]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Digest(); d != "ae1538fc8a64bcb9b8a8a83ca6718dd0bd5f9b5c962fdbfa8a9447e96d3b4522" {
+		t.Fatalf("empty catalogue digest %s differs from the pre-lease one", d)
 	}
 }
 

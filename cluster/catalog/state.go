@@ -3,6 +3,7 @@ package catalog
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 )
@@ -14,14 +15,29 @@ type content struct {
 	clients map[string]Client // by canonical MAC
 	images  map[string]Image  // by name
 	nodes   map[string]Node   // by ID
+	leases  map[string]Lease  // by canonical MAC
+	// leaseIPs indexes leases by address (see ipNum). It is derived from
+	// leases, never snapshotted, and kept in step only by setLease and
+	// dropLease.
+	leaseIPs map[uint32]leaseSlot
+}
+
+// leaseSlot is what the address index knows of a lease: enough to judge
+// whether the address is free without touching the lease table, which
+// keeps a scan of a large, full pool to one map lookup per address.
+type leaseSlot struct {
+	mac     string
+	expires int64
 }
 
 func newContent() content {
 	return content{
-		groups:  map[string]Group{},
-		clients: map[string]Client{},
-		images:  map[string]Image{},
-		nodes:   map[string]Node{},
+		groups:   map[string]Group{},
+		clients:  map[string]Client{},
+		images:   map[string]Image{},
+		nodes:    map[string]Node{},
+		leases:   map[string]Lease{},
+		leaseIPs: map[uint32]leaseSlot{},
 	}
 }
 
@@ -150,6 +166,89 @@ func (c *content) clientsOf(group string) (n int, first string) {
 		}
 	}
 	return n, first
+}
+
+// leaseNum returns the index key of a stored lease's address.
+func leaseNum(l Lease) uint32 { return ipNum(netip.MustParseAddr(l.IP)) }
+
+// setLease records l as its MAC's only lease. The caller has made sure no
+// other MAC holds its address.
+func (c *content) setLease(l Lease) {
+	if old, ok := c.leases[l.MAC]; ok {
+		delete(c.leaseIPs, leaseNum(old))
+	}
+	c.leases[l.MAC] = l
+	c.leaseIPs[leaseNum(l)] = leaseSlot{mac: l.MAC, expires: l.Expires}
+}
+
+// dropLease removes mac's lease, if any.
+func (c *content) dropLease(mac string) {
+	if old, ok := c.leases[mac]; ok {
+		delete(c.leaseIPs, leaseNum(old))
+		delete(c.leases, mac)
+	}
+}
+
+// fixedIPs returns the set of clients' fixed addresses inside r. Scanning
+// the clients once per acquire keeps client commands free of lease
+// bookkeeping; the result is a set, so map order cannot leak out of it.
+func (c *content) fixedIPs(r ipRange) map[uint32]bool {
+	fixed := map[uint32]bool{}
+	for _, cl := range c.clients {
+		if cl.IP == "" {
+			continue
+		}
+		if n := ipNum(netip.MustParseAddr(cl.IP)); r.first <= n && n <= r.last {
+			fixed[n] = true
+		}
+	}
+	return fixed
+}
+
+// pickLease chooses the address mac gets from r at now, or reports that the
+// pool is full. In order: mac's own lease, if its address is in r and is not
+// (now) a client's fixed address, even if it has expired; the requested
+// address, if in r and free; the lowest free address of r. An address is
+// free if it is no client's fixed address and not leased to another MAC
+// with Expires > now. The scan walks addresses in numeric order with one
+// or two map lookups each, so it is O(size of r) at worst and deterministic.
+func (c *content) pickLease(mac string, r ipRange, requested netip.Addr, fixed map[uint32]bool, now int64) (netip.Addr, bool) {
+	if l, ok := c.leases[mac]; ok {
+		if n := leaseNum(l); r.first <= n && n <= r.last && !fixed[n] {
+			return numIP(n), true
+		}
+	}
+	// From here on mac's own lease, if any, is outside r or on a fixed
+	// address, so every lease met in r belongs to another MAC.
+	free := func(n uint32) bool {
+		if len(fixed) > 0 && fixed[n] {
+			return false
+		}
+		slot, leased := c.leaseIPs[n]
+		return !leased || slot.expires <= now
+	}
+	if r.contains(requested) && free(ipNum(requested)) {
+		return requested, true
+	}
+	for n := r.first; ; n++ {
+		if free(n) {
+			return numIP(n), true
+		}
+		if n == r.last {
+			return netip.Addr{}, false
+		}
+	}
+}
+
+// sortedLeases returns all leases ordered by address, numerically (so
+// 10.0.0.20 sorts before 10.0.0.100). No two leases share an address, so
+// this is also the order by address then MAC.
+func (c *content) sortedLeases() []Lease {
+	out := make([]Lease, 0, len(c.leases))
+	for _, n := range slices.Sorted(maps.Keys(c.leaseIPs)) {
+		out = append(out, c.leases[c.leaseIPs[n].mac])
+	}
+	return out
 }
 
 // State is the replicated catalogue plus the Raft index it reflects. The zero
@@ -285,6 +384,44 @@ func (s *State) Node(id string) (Node, bool) {
 	defer s.mu.RUnlock()
 	n, ok := s.cat.nodes[id]
 	return n, ok
+}
+
+// Lease returns the lease held by mac, in any notation NormalizeMAC
+// accepts, whether or not it has expired: compare Expires with the time
+// that matters to the caller. An unparsable MAC is simply not found.
+func (s *State) Lease(mac string) (Lease, bool) {
+	key, err := NormalizeMAC(mac)
+	if err != nil {
+		return Lease{}, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.cat.leases[key]
+	return l, ok
+}
+
+// Leases returns all leases, expired ones included, sorted by address
+// (numerically) then MAC.
+func (s *State) Leases() []Lease {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cat.sortedLeases()
+}
+
+// LeaseByIP returns the lease of the IPv4 address ip, expired or not. An
+// unparsable address is simply not found.
+func (s *State) LeaseByIP(ip string) (Lease, bool) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		return Lease{}, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	slot, ok := s.cat.leaseIPs[ipNum(a)]
+	if !ok {
+		return Lease{}, false
+	}
+	return s.cat.leases[slot.mac], true
 }
 
 // Counts returns the number of groups, clients, images and nodes.

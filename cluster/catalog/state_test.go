@@ -106,7 +106,7 @@ func TestClientsInGroupAndCounts(t *testing.T) {
 
 func TestEmptyReadsEncodeAsArrays(t *testing.T) {
 	s := New()
-	if s.Groups() == nil || s.Clients() == nil || s.Images() == nil || s.Nodes() == nil || s.ClientsInGroup("x") == nil {
+	if s.Groups() == nil || s.Clients() == nil || s.Images() == nil || s.Nodes() == nil || s.ClientsInGroup("x") == nil || s.Leases() == nil {
 		t.Fatal("empty reads must be empty slices, not nil, so they encode as []")
 	}
 }
@@ -142,6 +142,8 @@ func TestConcurrentUse(t *testing.T) {
 				_ = s.Digest()
 				_ = s.ClientsInGroup("empty")
 				_, _ = s.Client("02:00:00:00:00:01")
+				_, _ = s.LeaseByIP("10.0.0.100")
+				_ = s.Leases()
 				_ = s.AppliedIndex()
 			}
 		})

@@ -151,4 +151,28 @@ type Node struct {
 	HTTPAddr string `json:"http_addr"` // host:port
 }
 
+// Lease is a dynamic DHCP address held by a MAC that has no fixed address in
+// the catalogue. A MAC holds at most one lease and an address is leased to
+// at most one MAC. An expired lease stays recorded (its MAC renews into the
+// same address) until another MAC's acquire takes the address over or the
+// lease is released.
+type Lease struct {
+	MAC     string `json:"mac"`     // canonical aa:bb:cc:dd:ee:ff
+	IP      string `json:"ip"`      // IPv4 dotted quad
+	Expires int64  `json:"expires"` // unix seconds; the address is free for others once Expires <= Command.At
+	Updated int64  `json:"updated"` // Command.At of the acquire that last granted or renewed it
+}
+
+// LeaseAcquire is the body of lease.acquire: lease MAC an address from the
+// pool RangeStart..RangeEnd (inclusive) for Duration seconds from
+// Command.At. The address is chosen when the command is applied, so every
+// replica records the same one; read it back with State.Lease.
+type LeaseAcquire struct {
+	MAC        string `json:"mac"`
+	RangeStart string `json:"range_start"`         // first address of the pool, IPv4
+	RangeEnd   string `json:"range_end"`           // last address of the pool, IPv4, >= RangeStart
+	Requested  string `json:"requested,omitempty"` // optional preferred IPv4 (DHCP option 50); ignored if outside the pool
+	Duration   int64  `json:"duration"`            // seconds, 1..2^31
+}
+
 func identity[T any](v T) T { return v }

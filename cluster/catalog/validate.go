@@ -2,8 +2,10 @@ package catalog
 
 import (
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"path"
@@ -28,6 +30,12 @@ const (
 	// maxShown bounds how much of a hostile value is echoed in an error, so an
 	// oversized field cannot blow up logs or HTTP responses.
 	maxShown = 80
+	// maxLeasePool bounds a lease.acquire range (a /16), so choosing an
+	// address is one bounded scan.
+	maxLeasePool = 1 << 16
+	// maxLeaseDuration is the longest lease in seconds (about 68 years; DHCP
+	// itself encodes lease times in 32 bits).
+	maxLeaseDuration = 1 << 31
 )
 
 var (
@@ -157,6 +165,78 @@ func validateIPv4(s string) error {
 		return nil
 	}
 	return fmt.Errorf("ip %q is %s, not a host address: %w", s, reason, ErrInvalid)
+}
+
+// parseIPv4 applies validateIPv4 and returns the address; field names the
+// value in the error.
+func parseIPv4(field, s string) (netip.Addr, error) {
+	if err := validateIPv4(s); err != nil {
+		return netip.Addr{}, fmt.Errorf("%s: %w", field, err)
+	}
+	return netip.MustParseAddr(s), nil
+}
+
+// ipRange is an inclusive range of IPv4 addresses as 32-bit numbers.
+type ipRange struct{ first, last uint32 }
+
+func ipNum(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func numIP(n uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], n)
+	return netip.AddrFrom4(b)
+}
+
+func (r ipRange) size() int64 { return int64(r.last) - int64(r.first) + 1 }
+
+func (r ipRange) contains(a netip.Addr) bool {
+	if !a.Is4() {
+		return false
+	}
+	n := ipNum(a)
+	return r.first <= n && n <= r.last
+}
+
+func (r ipRange) String() string { return numIP(r.first).String() + "-" + numIP(r.last).String() }
+
+// validateFields checks a lease.acquire body whose MAC is already
+// normalised, for a command applied at now. It returns the pool and the
+// requested address (invalid if none was asked for). A requested address
+// outside the pool is not an error: DHCP clients ask for whatever they had
+// last, possibly on another network.
+func (a LeaseAcquire) validateFields(now int64) (ipRange, netip.Addr, error) {
+	var none netip.Addr
+	wrap := func(err error) error { return fmt.Errorf("lease for %s: %w", a.MAC, err) }
+	start, err := parseIPv4("range_start", a.RangeStart)
+	if err != nil {
+		return ipRange{}, none, wrap(err)
+	}
+	end, err := parseIPv4("range_end", a.RangeEnd)
+	if err != nil {
+		return ipRange{}, none, wrap(err)
+	}
+	r := ipRange{ipNum(start), ipNum(end)}
+	switch {
+	case r.first > r.last:
+		return ipRange{}, none, wrap(fmt.Errorf("range_start %s is after range_end %s: %w", start, end, ErrInvalid))
+	case r.size() > maxLeasePool:
+		return ipRange{}, none, wrap(fmt.Errorf("range %s has %d addresses, limit is %d: %w", r, r.size(), maxLeasePool, ErrInvalid))
+	case a.Duration < 1 || a.Duration > maxLeaseDuration:
+		return ipRange{}, none, wrap(fmt.Errorf("duration %d: want 1 to %d seconds: %w", a.Duration, int64(maxLeaseDuration), ErrInvalid))
+	case now > math.MaxInt64-a.Duration:
+		return ipRange{}, none, wrap(fmt.Errorf("expiry %d + %d seconds overflows: %w", now, a.Duration, ErrInvalid))
+	}
+	if a.Requested == "" {
+		return r, none, nil
+	}
+	req, err := parseIPv4("requested", a.Requested)
+	if err != nil {
+		return ipRange{}, none, wrap(err)
+	}
+	return r, req, nil
 }
 
 // validateHostPort checks a host:port advertised to other nodes. The spec
