@@ -31,7 +31,7 @@ func TestHTTPBoot(t *testing.T) {
 		code       int
 		has, hasnt string
 	}{
-		{"known client", ScriptPath + "?mac=" + url.QueryEscape(macKnown), 200, "kernel " + testBase + BlobPath + testKernel, ""},
+		{"known client", ScriptPath + "?mac=" + url.QueryEscape(macKnown), 200, "kernel " + testBase + BootBlobURLPath(macKnown, testKernel), ""},
 		{"mac in dash notation", ScriptPath + "?mac=AA-BB-CC-00-00-01", 200, "shoal.hostname=pc1", ""},
 		{"unknown client", ScriptPath + "?mac=" + macUnknown, 200, "is not registered", "kernel"},
 		{"group without image", ScriptPath + "?mac=aa:bb:cc:00:00:77", 200, "cannot boot yet", "kernel"},

@@ -17,7 +17,15 @@ const (
 	ScriptPath    = "/v1/boot/ipxe"   // ?mac=aa:bb:cc:dd:ee:ff -> iPXE script
 	BootFilesPath = "/v1/boot/files/" // + name: the TFTP root over HTTP (UEFI HTTP boot)
 	BlobPath      = "/v1/blobs/"      // + blob id: kernel, initrd, image bytes
+	// BootBlobPath + <mac with dashes> + "/" + blob id: a blob fetched by a
+	// booting machine, so the node can record the fetch against the MAC.
+	BootBlobPath = "/v1/boot/blobs/"
 )
+
+// BootBlobURLPath is the path a booting mac fetches blob id from.
+func BootBlobURLPath(mac, id string) string {
+	return BootBlobPath + strings.ReplaceAll(mac, ":", "-") + "/" + id
+}
 
 // maxCmdline is COMMAND_LINE_SIZE on x86 and arm64. The kernel silently
 // truncates a longer line, dropping whatever came last (the client's own
@@ -257,9 +265,9 @@ func (src ScriptSource) Resolve(mac string) (ScriptData, error) {
 	if v.KernelBlob == "" {
 		return d, fmt.Errorf("%w: image version %s has no kernel", ErrNotBootable, v.ID)
 	}
-	d.Kernel, d.ImageArgs = BlobPath+v.KernelBlob, v.Cmdline
+	d.Kernel, d.ImageArgs = BootBlobURLPath(canon, v.KernelBlob), v.Cmdline
 	if v.InitrdBlob != "" {
-		d.Initrds = append(d.Initrds, BlobPath+v.InitrdBlob)
+		d.Initrds = append(d.Initrds, BootBlobURLPath(canon, v.InitrdBlob))
 	}
 	d.Initrds = append(d.Initrds, src.ExtraInitrds...)
 	if src.Servers != nil {

@@ -182,11 +182,11 @@ func TestResolve(t *testing.T) {
 		initrds []string
 		args    [3]string
 	}{
-		{"known client, current version", src, "AA-BB-CC-00-00-01", nil, BlobPath + testKernel,
-			[]string{BlobPath + testInitrd, "/v1/boot/agent.cpio.gz"},
+		{"known client, current version", src, "AA-BB-CC-00-00-01", nil, "/v1/boot/blobs/aa-bb-cc-00-00-01/" + testKernel,
+			[]string{"/v1/boot/blobs/aa-bb-cc-00-00-01/" + testInitrd, "/v1/boot/agent.cpio.gz"},
 			[3]string{"panic=-1", "console=ttyS0", "quiet systemd.unit=multi-user.target"}},
 		{"unknown, no default", src, macUnknown, ErrUnknownClient, "", nil, [3]string{}},
-		{"unknown, default group pinned", deflt, macUnknown, nil, BlobPath + oldKernel,
+		{"unknown, default group pinned", deflt, macUnknown, nil, BootBlobURLPath(macUnknown, oldKernel),
 			[]string{"/v1/boot/agent.cpio.gz"}, [3]string{}},
 		{"group without image", noimage, macUnknown, ErrNotBootable, "", nil, [3]string{}},
 		{"group missing", missing, macUnknown, ErrNotBootable, "", nil, [3]string{}},

@@ -161,6 +161,7 @@ type node struct {
 	dataDir string
 	logPath string
 	args    []string // flags beyond name and addresses
+	netns   string   // run inside this network namespace (netns labs)
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -200,6 +201,11 @@ func (n *node) start() {
 		"--torrent-addr", net.JoinHostPort(n.ip, torrentPort),
 	}, n.args...)
 	cmd := exec.Command(shoalBin, args...)
+	if n.netns != "" {
+		// ip netns exec setns()es and then execs shoal: same PID, so
+		// signals and Pdeathsig reach the server itself.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", n.netns, shoalBin}, args...)...)
+	}
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the test binary dies, its servers die with it.
@@ -337,6 +343,7 @@ func (n *node) logContains(re *regexp.Regexp) bool {
 
 // cluster is a set of nodes on one loopback subnet, plus an HTTP client.
 type cluster struct {
+	cliNS  string // run the CLI in this network namespace (netns labs)
 	tb     testing.TB
 	subnet int
 	logDir string
@@ -797,7 +804,11 @@ func (c *cluster) cli(n *node, args ...string) []byte {
 	c.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, shoalBin, append([]string{"--addr", "http://" + n.httpAddr()}, args...)...)
+	argv := append([]string{shoalBin, "--addr", "http://" + n.httpAddr()}, args...)
+	if c.cliNS != "" {
+		argv = append([]string{"ip", "netns", "exec", c.cliNS}, argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = cleanEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

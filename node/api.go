@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shoal-project/shoal/bootsvc"
 	"github.com/shoal-project/shoal/cluster"
 	"github.com/shoal-project/shoal/cluster/catalog"
 	"github.com/shoal-project/shoal/transfer"
@@ -30,10 +31,11 @@ type api struct {
 	reg       *prometheus.Registry
 	log       *slog.Logger
 	requests  *prometheus.CounterVec
+	boot      *bootServices
 }
 
-func newAPI(cl *cluster.Cluster, xfer *transfer.Server, cfg Config, reg *prometheus.Registry, log *slog.Logger) *api {
-	a := &api{cl: cl, cat: cl.Catalog(), xfer: xfer, blobDir: cfg.Transfer.Dir, importDir: cfg.ImportDir, reg: reg, log: log}
+func newAPI(cl *cluster.Cluster, xfer *transfer.Server, boot *bootServices, cfg Config, reg *prometheus.Registry, log *slog.Logger) *api {
+	a := &api{cl: cl, cat: cl.Catalog(), xfer: xfer, boot: boot, blobDir: cfg.Transfer.Dir, importDir: cfg.ImportDir, reg: reg, log: log}
 	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_api_requests_total", Help: "API requests by route and status code.",
 	}, []string{"route", "code"})
@@ -49,6 +51,11 @@ func (a *api) handler(internal http.Handler) http.Handler {
 	th := a.xfer.Handler(httpAddrs(a.cl))
 	for _, p := range []string{"GET /announce", "GET /v1/blobs/{id}", "GET /v1/blobs/{id}/torrent"} {
 		mux.Handle(p, th)
+	}
+	// Boot script, boot files and per-MAC blob fetches.
+	bh := a.boot.handler(a.bootBase, th, a.blobElsewhere)
+	for _, p := range []string{"GET " + bootsvc.ScriptPath, "GET " + bootsvc.BootFilesPath, "GET " + bootsvc.BootBlobPath} {
+		mux.Handle(p, bh)
 	}
 	routes := []struct {
 		pattern string
@@ -76,6 +83,8 @@ func (a *api) handler(internal http.Handler) http.Handler {
 		{"POST /v1/images/{name}/activate", a.activateImage},
 		{"POST /v1/blobs", a.uploadBlob},
 		{"GET /v1/blobs", a.listBlobs},
+		{"GET /v1/leases", a.listLeases},
+		{"GET /v1/boot/last/{mac}", a.localBoot},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.wrap(rt.pattern, rt.h))

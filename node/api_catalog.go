@@ -72,7 +72,31 @@ func (a *api) getClient(r *http.Request) (int, any, error) {
 	if err := a.consistent(r); err != nil {
 		return 0, nil, err
 	}
-	return found(a.cat.Client(mac))("client", mac)
+	c, ok := a.cat.Client(mac)
+	if !ok {
+		return found(c, ok)("client", mac)
+	}
+	v := ClientView{Client: c, LastBoot: a.lastBoot(r.Context(), mac)}
+	if l, ok := a.cat.Lease(mac); ok {
+		v.Lease = &l
+	}
+	return http.StatusOK, v, nil
+}
+
+// ClientView is GET /v1/clients/{mac}: the catalogue entry, its dynamic
+// lease if it has one, and its last boot as every live node saw it, most
+// recent first.
+type ClientView struct {
+	catalog.Client
+	Lease    *catalog.Lease `json:"lease,omitempty"`
+	LastBoot []BootRecord   `json:"last_boot"`
+}
+
+func (a *api) listLeases(r *http.Request) (int, any, error) {
+	if err := a.consistent(r); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, nonNil(a.cat.Leases()), nil
 }
 
 func (a *api) createClient(r *http.Request) (int, any, error) {

@@ -26,7 +26,10 @@ type Config struct {
 	// ImportDir: files below it may be imported with `image import --local`;
 	// empty disables local imports.
 	ImportDir string
-	Logger    *slog.Logger
+	// Boot configures DHCP, TFTP and the RA responder; off unless
+	// Boot.Interface is set. The HTTP boot routes are always served.
+	Boot   BootConfig
+	Logger *slog.Logger
 	// Listening, if set, is called once the HTTP API listens, with the
 	// addresses the node uses (for `shoal server` to print).
 	Listening func(Addrs)
@@ -35,11 +38,12 @@ type Config struct {
 // Addrs are the addresses a running node listens on.
 type Addrs struct {
 	HTTP, Raft, Gossip, Torrent string
+	Boot                        string // "" when off, else a summary
 }
 
 // DefaultConfig is a single-node server on loopback.
 func DefaultConfig() Config {
-	return Config{Cluster: cluster.DefaultConfig(), Transfer: transfer.DefaultConfig()}
+	return Config{Cluster: cluster.DefaultConfig(), Transfer: transfer.DefaultConfig(), Boot: DefaultBootConfig()}
 }
 
 // Validate checks the whole node configuration.
@@ -47,7 +51,11 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Transfer.ListenAddr); err != nil {
 		return fmt.Errorf("torrent address %q: %w", c.Transfer.ListenAddr, err)
 	}
-	return c.Cluster.Validate()
+	if err := c.Cluster.Validate(); err != nil {
+		return err
+	}
+	b := c.Boot
+	return b.resolve(c.Cluster.HTTPAddr)
 }
 
 // Node is one server node.
@@ -58,6 +66,7 @@ type Node struct {
 	xfer    *transfer.Server
 	reg     *prometheus.Registry
 	api     *api
+	boot    *bootServices
 }
 
 // New builds a node; nothing is opened or started until Run.
@@ -66,6 +75,9 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Boot.resolve(cfg.Cluster.HTTPAddr); err != nil {
 		return nil, err
 	}
 	cfg.Cluster.Logger = cfg.Logger
@@ -89,8 +101,12 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "node"), cluster: cl, xfer: xfer, reg: reg}
-	n.api = newAPI(cl, xfer, cfg, reg, cfg.Logger.With("subsystem", "api"))
+	boot, err := newBootServices(cfg.Boot, cl, xfer, cfg.Cluster.NodeName, reg, cfg.Logger.With("subsystem", "boot"))
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "node"), cluster: cl, xfer: xfer, reg: reg, boot: boot}
+	n.api = newAPI(cl, xfer, boot, cfg, reg, cfg.Logger.With("subsystem", "api"))
 	return n, nil
 }
 
@@ -107,6 +123,11 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", n.cfg.Cluster.HTTPAddr, err)
 	}
+	serveBoot, err := n.boot.listen()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if err := n.xfer.Start(); err != nil {
 		ln.Close()
 		return err
@@ -119,7 +140,7 @@ func (n *Node) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	if n.cfg.Listening != nil {
 		n.cfg.Listening(Addrs{HTTP: ln.Addr().String(), Raft: n.cfg.Cluster.RaftAddr,
-			Gossip: n.cfg.Cluster.GossipAddr, Torrent: n.xfer.Addr()})
+			Gossip: n.cfg.Cluster.GossipAddr, Torrent: n.xfer.Addr(), Boot: n.boot.summary()})
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -130,6 +151,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return n.cluster.Run(gctx) })
 	g.Go(func() error { return n.xfer.Run(gctx) })
+	g.Go(func() error { return serveBoot(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		n.shutdown(srv)

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shoal-project/shoal/bootsvc"
 	"github.com/shoal-project/shoal/cluster"
 	"github.com/shoal-project/shoal/node"
 	"github.com/shoal-project/shoal/transfer"
@@ -25,6 +26,7 @@ import (
 // SHOAL_* variables onto keys it already knows, so each key needs one.
 func serverDefaults() map[string]any {
 	d := cluster.DefaultConfig()
+	bd := node.DefaultBootConfig()
 	return map[string]any{
 		"node-name":          defaultNodeName(),
 		"data-dir":           "./shoal-data",
@@ -45,6 +47,17 @@ func serverDefaults() map[string]any {
 		"blob-gc-grace":      transfer.DefaultConfig().GCGrace,
 		"log-level":          "info",
 		"log-format":         "text",
+		"boot-interface":     "",
+		"boot-address":       "",
+		"dhcp-mode":          string(bd.DHCP.Mode),
+		"dhcp-range":         "",
+		"dhcp-router":        "",
+		"dhcp-dns":           []string{},
+		"dhcp-lease-time":    bd.DHCP.LeaseTime,
+		"boot-unknown":       string(bd.DHCP.Unknown),
+		"boot-default-group": "",
+		"tftp-root":          bd.TFTP.Root,
+		"boot-ra":            bd.RA,
 	}
 }
 
@@ -102,6 +115,17 @@ order of precedence.`,
 	f.String("torrent-addr", d["torrent-addr"].(string), "BitTorrent peer-wire address (host:port)")
 	f.String("import-dir", "", "files below this dir may be imported with `image import --local` (empty: disabled)")
 	f.Duration("blob-gc-grace", d["blob-gc-grace"].(time.Duration), "how long a blob no version needs is kept before it is deleted")
+	f.String("boot-interface", "", "answer PXE boots on this interface: DHCP (67, 4011), TFTP (69), IPv6 RA (empty: off)")
+	f.String("boot-address", "", "this node's IPv4 on the boot interface that clients use (default: the interface's first)")
+	f.String("dhcp-mode", d["dhcp-mode"].(string), "proxy (boot info only, beside the site's DHCP server) or full (also addresses)")
+	f.String("dhcp-range", "", "full mode: dynamic address pool A-B (e.g. 10.77.0.100-10.77.0.199)")
+	f.String("dhcp-router", "", "full mode: default gateway handed to clients")
+	f.StringSlice("dhcp-dns", nil, "full mode: DNS servers handed to clients (repeatable)")
+	f.Duration("dhcp-lease-time", d["dhcp-lease-time"].(time.Duration), "full mode: lease time")
+	f.String("boot-unknown", d["boot-unknown"].(string), "unknown MACs: ignore, or default-group (boot --boot-default-group)")
+	f.String("boot-default-group", "", "group unknown machines boot with --boot-unknown default-group")
+	f.String("tftp-root", d["tftp-root"].(string), "directory of first-stage iPXE binaries served over TFTP (Debian package ipxe)")
+	f.Bool("boot-ra", true, "answer IPv6 router solicitations on the boot interface (spares iPXE a ~16 s wait)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 	for k, val := range d {
@@ -175,6 +199,9 @@ func runServer(cmd *cobra.Command, v *viper.Viper) error {
 	cfg.Listening = func(a node.Addrs) {
 		fmt.Fprintf(cmd.OutOrStdout(), "shoal server %s listening: http=http://%s raft=%s gossip=%s torrent=%s data=%s\n",
 			cfg.Cluster.NodeName, a.HTTP, a.Raft, a.Gossip, a.Torrent, cfg.Cluster.DataDir)
+		if a.Boot != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "shoal server %s boot services: %s\n", cfg.Cluster.NodeName, a.Boot)
+		}
 	}
 	n, err := node.New(cfg)
 	if err != nil {
@@ -207,7 +234,28 @@ func serverConfig(v *viper.Viper) node.Config {
 	t := transfer.DefaultConfig()
 	t.ListenAddr = v.GetString("torrent-addr")
 	t.GCGrace = v.GetDuration("blob-gc-grace")
-	return node.Config{Cluster: c, Transfer: t, ImportDir: v.GetString("import-dir")}
+	return node.Config{Cluster: c, Transfer: t, ImportDir: v.GetString("import-dir"), Boot: bootConfig(v)}
+}
+
+func bootConfig(v *viper.Viper) node.BootConfig {
+	b := node.DefaultBootConfig()
+	b.Interface = v.GetString("boot-interface")
+	b.Address = v.GetString("boot-address")
+	b.DHCP.Mode = bootsvc.Mode(v.GetString("dhcp-mode"))
+	if r := v.GetString("dhcp-range"); r != "" {
+		b.DHCP.RangeStart, b.DHCP.RangeEnd, _ = strings.Cut(r, "-")
+		if b.DHCP.RangeEnd == "" {
+			b.DHCP.RangeEnd = "(missing: want A-B)"
+		}
+	}
+	b.DHCP.Router = v.GetString("dhcp-router")
+	b.DHCP.DNS = splitList(v.GetStringSlice("dhcp-dns"))
+	b.DHCP.LeaseTime = v.GetDuration("dhcp-lease-time")
+	b.DHCP.Unknown = bootsvc.UnknownPolicy(v.GetString("boot-unknown"))
+	b.DHCP.DefaultGroup = v.GetString("boot-default-group")
+	b.TFTP.Root = v.GetString("tftp-root")
+	b.RA = v.GetBool("boot-ra")
+	return b
 }
 
 // splitList accepts both repeated flags and comma lists (SHOAL_JOIN="a,b").

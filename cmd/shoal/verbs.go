@@ -3,12 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/shoal-project/shoal/cluster/catalog"
+	"github.com/shoal-project/shoal/node"
 )
 
 type statusView struct {
@@ -196,13 +199,17 @@ func (o *operator) clientCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use: "show MAC", Short: "Show one client", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var c catalog.Client
+			var c node.ClientView
 			if err := o.call("GET", "/v1/clients/"+pathEscape(args[0]), nil, &c); err != nil {
 				return err
 			}
 			return o.show(cmd, c, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "mac:\t%s\nhostname:\t%s\ngroup:\t%s\nip:\t%s\nkernel args:\t%s\n",
 					c.MAC, c.Hostname, c.Group, dash(c.IP), dash(c.KernelArgs))
+				if c.Lease != nil {
+					fmt.Fprintf(w, "lease:\t%s until %s\n", c.Lease.IP, time.Unix(c.Lease.Expires, 0).Format(time.RFC3339))
+				}
+				printLastBoot(w, c.LastBoot)
 			})
 		},
 	}
@@ -219,4 +226,29 @@ func (o *operator) clientCmd() *cobra.Command {
 	}
 	cmd.AddCommand(add, ls, show, rm)
 	return cmd
+}
+
+// printLastBoot shows the machine's last boot step by step, each with the
+// node that served it, oldest step first.
+func printLastBoot(w *tabwriter.Writer, recs []node.BootRecord) {
+	if len(recs) == 0 {
+		fmt.Fprintf(w, "last boot:\tnever seen by a live node\n")
+		return
+	}
+	type step struct {
+		name, node string
+		at         time.Time
+	}
+	var steps []step
+	for _, r := range recs {
+		for name, at := range r.Steps {
+			steps = append(steps, step{name, r.Node, at})
+		}
+	}
+	sort.Slice(steps, func(i, j int) bool { return steps[i].at.Before(steps[j].at) })
+	last := recs[0]
+	fmt.Fprintf(w, "last boot:\t%s %s on %s (ip %s, %s)\n", last.Last.Format(time.RFC3339), last.LastOf, last.Node, dash(last.IP), dash(last.Arch))
+	for _, s := range steps {
+		fmt.Fprintf(w, "  %s\t%s\tby %s\n", s.at.Format("15:04:05.000"), s.name, s.node)
+	}
 }

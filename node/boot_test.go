@@ -1,0 +1,117 @@
+package node_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/shoal-project/shoal/cluster/catalog"
+	"github.com/shoal-project/shoal/node"
+)
+
+// uploadBlob posts data as a blob and returns its catalogue description.
+func uploadBlob(t *testing.T, base, data string) catalog.Blob {
+	t.Helper()
+	code, body := do(t, "POST", base+"/v1/blobs", data)
+	var b catalog.Blob
+	if code != 201 || json.Unmarshal([]byte(body), &b) != nil {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	return b
+}
+
+// TestHTTPBoot: the boot script of a registered client points at this
+// node's per-MAC blob URLs, those serve the blobs, and every step shows up
+// in the client's last boot and in /metrics.
+func TestHTTPBoot(t *testing.T) {
+	base := startNode(t)
+	root := uploadBlob(t, base, strings.Repeat("root image ", 1000))
+	kernel := uploadBlob(t, base, "KERNEL-BYTES")
+	initrd := uploadBlob(t, base, "INITRD-BYTES")
+	ver, _ := json.Marshal(map[string]any{
+		"id": root.ID, "size": root.Size, "sha256": root.ID, "format": "raw", "piece_length": root.PieceLength,
+		"kernel_blob": kernel.ID, "initrd_blob": initrd.ID, "cmdline": "console=ttyS0",
+		"blobs": []catalog.Blob{root, kernel, initrd}, "activate": true,
+	})
+	for _, s := range []struct{ method, path, body string }{
+		{"POST", "/v1/images/os/versions", string(ver)},
+		{"POST", "/v1/groups", `{"name":"lab","image":"os","kernel_args":"quiet"}`},
+		{"POST", "/v1/clients", `{"mac":"52:54:00:77:00:01","hostname":"vm1","group":"lab"}`},
+	} {
+		if code, body := do(t, s.method, base+s.path, s.body); code != 201 {
+			t.Fatalf("%s %s: %d %s", s.method, s.path, code, body)
+		}
+	}
+
+	code, script := do(t, "GET", base+"/v1/boot/ipxe?mac=52:54:00:77:00:01", "")
+	kurl := base + "/v1/boot/blobs/52-54-00-77-00-01/" + kernel.ID
+	iurl := base + "/v1/boot/blobs/52-54-00-77-00-01/" + initrd.ID
+	for _, want := range []string{"#!ipxe", "kernel " + kurl + " initrd=" + initrd.ID, "shoal.hostname=vm1", "console=ttyS0 quiet", "initrd " + iurl, "boot"} {
+		if code != 200 || !strings.Contains(script, want) {
+			t.Fatalf("script: %d %q lacks %q", code, script, want)
+		}
+	}
+	for url, want := range map[string]string{kurl: "KERNEL-BYTES", iurl: "INITRD-BYTES"} {
+		if code, body := do(t, "GET", url, ""); code != 200 || body != want {
+			t.Errorf("GET %s: %d %q", url, code, body)
+		}
+	}
+	if code, _ := do(t, "GET", base+"/v1/boot/blobs/52-54-00-77-00-01/"+strings.Repeat("0", 64), ""); code != 404 {
+		t.Errorf("unknown blob: %d, want 404", code)
+	}
+	if code, _ := do(t, "GET", base+"/v1/boot/blobs/not-a-mac/"+kernel.ID, ""); code != 400 {
+		t.Errorf("bad mac: %d, want 400", code)
+	}
+	// An unregistered machine gets a notice, not a kernel.
+	if code, body := do(t, "GET", base+"/v1/boot/ipxe?mac=52:54:00:77:00:09", ""); code != 200 || !strings.Contains(body, "not registered") || strings.Contains(body, "kernel") {
+		t.Errorf("unknown machine: %d %q", code, body)
+	}
+
+	code, body := do(t, "GET", base+"/v1/clients/52:54:00:77:00:01", "")
+	var v node.ClientView
+	if code != 200 || json.Unmarshal([]byte(body), &v) != nil || len(v.LastBoot) != 1 {
+		t.Fatalf("client view: %d %s", code, body)
+	}
+	rec := v.LastBoot[0]
+	if rec.Node != "t1" || rec.LastOf == "" {
+		t.Errorf("boot record %+v", rec)
+	}
+	for _, step := range []string{"script", "kernel", "initrd"} {
+		if rec.Steps[step].IsZero() {
+			t.Errorf("boot record lacks step %s: %+v", step, rec.Steps)
+		}
+	}
+	_, metrics := do(t, "GET", base+"/metrics", "")
+	for _, want := range []string{
+		`shoal_boot_events_total{event="script",mac="52:54:00:77:00:01",result="200"} 1`,
+		`shoal_boot_events_total{event="kernel",mac="52:54:00:77:00:01",result="200"} 1`,
+		`shoal_boot_events_total{event="initrd",mac="52:54:00:77:00:01",result="404"} 1`,
+		`shoal_boot_events_total{event="initrd",mac="52:54:00:77:00:01",result="200"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if code, body := do(t, "GET", base+"/v1/leases", ""); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Errorf("leases: %d %s", code, body)
+	}
+}
+
+func TestBootConfigValidation(t *testing.T) {
+	cfg := node.DefaultConfig()
+	cfg.Boot.Interface = "no-such-if0"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "no-such-if0") {
+		t.Errorf("missing interface: %v", err)
+	}
+	cfg.Boot.Interface = "lo"
+	cfg.Cluster.HTTPAddr = "127.0.0.1:7480"
+	cfg.Boot.Address = "127.0.0.2"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "not on interface lo") {
+		t.Errorf("address not on interface: %v", err)
+	}
+	cfg.Boot.Address = ""
+	cfg.Cluster.HTTPAddr = "127.0.0.3:7480"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--http-addr 0.0.0.0:7480") {
+		t.Errorf("unreachable API: %v", err)
+	}
+}
