@@ -27,6 +27,8 @@
 #   FLEET_PREFIX      namespace prefix                              [sfl]
 #   FLEET_SUBNET      first three octets of the fleet's /24         [10.89.0]
 #   SHOAL_BIN         the binary under test                         [<repo>/bin/shoal]
+#   FLEET_CPUPROFILE  1 = CPU profile of the shoal server and of every agent  [0]
+#                     (n<N>-shoal/srv/cpu.pprof, c<I>/cpu.pprof; go tool pprof -top)
 #
 # Gotchas that matter for the numbers (details in bench/README.md):
 # * the kernel's ARP table is shared by all namespaces and capped by the
@@ -52,6 +54,7 @@ SRATE=${FLEET_SERVER_RATE:-$RATE}
 QUEUE_MS=${FLEET_QUEUE_MS:-50}
 GSO_KB=${FLEET_GSO_KB:-16}
 KEEP=${FLEET_KEEP:-0}
+PROFILE=${FLEET_CPUPROFILE:-0}
 P=${FLEET_PREFIX:-sfl}
 SUBNET=${FLEET_SUBNET:-10.89.0}
 SW=$P-sw            # namespace holding the bridge (the "switch")
@@ -349,8 +352,10 @@ try_import() {
 
 # shoal: one server node, the image imported locally and seeding; untimed
 prepare_shoal() {
+  local penv=""
+  [[ $PROFILE == 1 ]] && penv="SHOAL_CPUPROFILE=$RUN/srv/cpu.pprof "
   cat > "$RUN/srv/cmd.sh" << EOF
-exec "$SHOAL_BIN" server --node-name s1 --data-dir "$RUN/srv/data" \\
+${penv}exec "$SHOAL_BIN" server --node-name s1 --data-dir "$RUN/srv/data" \\
   --http-addr $SIP:7480 --raft-addr $SIP:7481 --gossip-addr $SIP:7946 \\
   --torrent-addr $SIP:7482 --import-dir "$IMGDIR"
 EOF
@@ -393,7 +398,8 @@ EOF2
 client_cmd() { # system idx
   local dir=$RUN/c$2
   case $1 in
-    shoal) echo "exec \"$SHOAL_BIN\" agent sync --server http://$SIP:7480 --image $IMAGE_NAME --target $dir/image" \
+    shoal) [[ $PROFILE == 1 ]] && printf 'export SHOAL_CPUPROFILE=%s/cpu.pprof\n' "$dir"
+           echo "exec \"$SHOAL_BIN\" agent sync --server http://$SIP:7480 --image $IMAGE_NAME --target $dir/image" \
                 "--listen $(cip "$2"):7482 --seed --done-file $dir/DONE --json" ;;
     http) echo "exec curl -sS --fail -o $dir/image http://$SIP/${IMG##*/}" ;;
   esac
@@ -459,6 +465,7 @@ run_one() {
   local p
   for p in "${cpids[@]}" $SPID; do kill -TERM -- "-$p" 2> /dev/null; done
   fsleep 0.5
+  [[ $sys == shoal && $PROFILE == 1 ]] && fsleep 2 # let the profiles be written
   for p in "${cpids[@]}" $SPID; do kill -KILL -- "-$p" 2> /dev/null; done
   # tail drops in the port buffers (switch side = downloads, host side = uploads)
   {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
 
 	"github.com/shoal-project/shoal/cluster/catalog"
 )
@@ -326,6 +326,8 @@ type syncer struct {
 	t     *torrent.Torrent
 	peers map[string]bool
 	fresh bool // the target held nothing before this sync
+	gate  *serverGate
+	steer *steer
 }
 
 func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
@@ -350,12 +352,15 @@ func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
 		Logger:          cfg.Logger,
 	})
 	tc.DefaultStorage = stor
+	gate := newServerGate(p.peers, agentChunkSize)
+	tc.Callbacks.ReadExtendedHandshake = gate.handshake
+	tc.Callbacks.ReadMessage = gate.read
 	cl, err := torrent.NewClient(tc)
 	if err != nil {
 		stor.Close()
 		return nil, fmt.Errorf("torrent client on %s: %w", listen, err)
 	}
-	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}}, nil
+	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}, gate: gate}, nil
 }
 
 func (s *syncer) close() {
@@ -374,6 +379,7 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 	}
 	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash: ih, InfoBytes: s.plan.meta.InfoBytes, DisableInitialPieceCheck: true,
+		ChunkSize: agentChunkSize,
 	})
 	s.t = t
 	<-t.GotInfo()
@@ -386,7 +392,8 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 	rep.Pieces = t.NumPieces()
 	s.connect()
 	t.DownloadAll()
-	spreadStart(t)
+	s.steer = newSteer(t, s.cl.PeerID(), s.gate)
+	s.steer.update()
 	if err := s.wait(ctx, report); err != nil {
 		return err
 	}
@@ -400,23 +407,6 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 		return err
 	}
 	return finishTarget(s.cfg.Target, rep.Size)
-}
-
-// spreadStart gives a random quarter of the pieces (a wrapping run from a
-// random index) a higher priority. anacrolix orders requests partial-first,
-// rarest, then lowest index, so clients that start together would all ask
-// the server for the same first pieces and have nothing to trade; starting
-// apart, they fill each other's gaps and the server sends each piece less
-// often. The rest follows in the library's order.
-func spreadStart(t *torrent.Torrent) {
-	n := t.NumPieces()
-	if n < 8 {
-		return
-	}
-	start, run := rand.IntN(n), n/4
-	for i := 0; i < run; i++ {
-		t.Piece((start + i) % n).SetPriority(torrent.PiecePriorityHigh)
-	}
 }
 
 // connect gives the torrent every way to reach the image: the servers'
@@ -466,6 +456,8 @@ func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
 	defer tick.Stop()
 	last, lastAt := s.t.BytesCompleted(), time.Now()
 	start, webSeeds := time.Now(), false
+	steerTick := time.NewTicker(steerInterval)
+	defer steerTick.Stop()
 	for {
 		select {
 		case <-s.t.Complete().On():
@@ -473,6 +465,8 @@ func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
 		case <-ctx.Done():
 			return fmt.Errorf("sync interrupted at %d of %d bytes (run it again to resume): %w",
 				s.t.BytesCompleted(), s.t.Length(), ctx.Err())
+		case <-steerTick.C:
+			s.steer.update()
 		case <-tick.C:
 			s.maybeWebSeeds(start, &webSeeds)
 			s.notePeers()
@@ -537,5 +531,16 @@ func closedNetwork(listen string, log *slog.Logger) (*torrent.ClientConfig, erro
 	tc.Seed = true
 	tc.SetListenAddr(listen)
 	tc.Slogger = log
+	// Plain handshakes, as between server nodes (clientConfig): the data is
+	// public within the cluster and verified by hash; MSE only costs CPU.
+	tc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
+	// A booting fleet dials every other client at once: no 10 dials/s limit.
+	tc.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
+	tc.DisableAcceptRateLimiting = true
+	// No cap on the bytes of pieces requested but not yet verified. The
+	// default (64 MiB) lets a client request only from the first 64 pieces
+	// of its order, so it cannot take what other clients hold elsewhere in
+	// the image and asks the servers for it instead.
+	tc.MaxUnverifiedBytes = 0
 	return tc, nil
 }
