@@ -36,7 +36,7 @@ const labNet = "10.77.0"
 
 // needRoot skips (or, in CI, fails) a test that needs root, network
 // namespaces and the listed commands.
-func needRoot(t *testing.T, cmds ...string) {
+func needRoot(t testing.TB, cmds ...string) {
 	t.Helper()
 	var missing []string
 	if os.Geteuid() != 0 {
@@ -58,7 +58,7 @@ func needRoot(t *testing.T, cmds ...string) {
 }
 
 // needFiles is needRoot for files (iPXE binaries, the test kernel).
-func needFiles(t *testing.T, files ...string) {
+func needFiles(t testing.TB, files ...string) {
 	t.Helper()
 	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
@@ -84,7 +84,7 @@ func sh(t testing.TB, args ...string) string {
 
 // newLab builds the network and size node definitions (not started); every
 // node runs `server` with the given extra flags plus its addresses.
-func newLab(t *testing.T, size int, extra ...string) *lab {
+func newLab(t testing.TB, size int, extra ...string) *lab {
 	t.Helper()
 	needRoot(t)
 	l := &lab{prefix: fmt.Sprintf("shl%d", os.Getpid()%100000)}
