@@ -22,6 +22,14 @@ const (
 	BootBlobPath = "/v1/boot/blobs/"
 )
 
+// BootAgentPath + <mac with dashes> + "/agent.cpio": the agent initrd.
+const BootAgentPath = "/v1/boot/agent/"
+
+// BootAgentURLPath is the path of mac's agent initrd.
+func BootAgentURLPath(mac string) string {
+	return BootAgentPath + strings.ReplaceAll(mac, ":", "-") + "/agent.cpio"
+}
+
 // BootBlobURLPath is the path a booting mac fetches blob id from.
 func BootBlobURLPath(mac, id string) string {
 	return BootBlobPath + strings.ReplaceAll(mac, ":", "-") + "/" + id
@@ -39,8 +47,11 @@ type ScriptData struct {
 	Hostname string // "" when an unregistered machine boots the default group
 	Group    string
 	BootMode catalog.BootMode
-	Kernel   string   // path below BaseURL
-	Initrds  []string // paths below BaseURL, in load order; names (basenames) must differ
+	// Image and Version name what the group boots (not rendered; the
+	// agent initrd's config carries them).
+	Image, Version string
+	Kernel         string   // path below BaseURL
+	Initrds        []string // paths below BaseURL, in load order; names (basenames) must differ
 	// Servers lists the HTTP addresses (host:port) of the nodes, so the
 	// agent can reach any of them once this one is gone.
 	Servers []string
@@ -240,8 +251,13 @@ type ScriptSource struct {
 	DefaultGroup string
 	// Servers returns the HTTP addresses of the live nodes; may be nil.
 	Servers func() []string
-	// ExtraInitrds are appended after the image's initrd (the agent cpio).
+	// ExtraInitrds are appended after the image's initrd.
 	ExtraInitrds []string
+	// Agent appends the per-client agent initrd (BootAgentURLPath) for
+	// the diskless boot modes: the kernel unpacks it after the image's
+	// initrd, so its /init (the shoal binary) wins while the image's
+	// kernel modules stay usable.
+	Agent bool
 }
 
 // Resolve finds the client (or the default group), its group, the image
@@ -270,6 +286,9 @@ func (src ScriptSource) Resolve(mac string) (ScriptData, error) {
 		d.Initrds = append(d.Initrds, BootBlobURLPath(canon, v.InitrdBlob))
 	}
 	d.Initrds = append(d.Initrds, src.ExtraInitrds...)
+	if src.Agent && (d.BootMode == catalog.BootDisklessRAM || d.BootMode == catalog.BootDisklessNBD) {
+		d.Initrds = append(d.Initrds, BootAgentURLPath(canon))
+	}
 	if src.Servers != nil {
 		d.Servers = src.Servers()
 	}
@@ -294,10 +313,33 @@ func (src ScriptSource) version(d *ScriptData) (catalog.ImageVersion, error) {
 	if id == "" {
 		id = im.Current
 	}
+	d.Image, d.Version = im.Name, id
 	for _, v := range im.Versions {
 		if v.ID == id {
 			return v, nil
 		}
 	}
 	return catalog.ImageVersion{}, fmt.Errorf("%w: image %s has no version %q", ErrNotBootable, im.Name, id)
+}
+
+// AgentConfig is /etc/shoal/boot.json in the agent initrd: who this
+// machine is and where the servers are, as the node saw it when the
+// machine booted. The agent still asks a server for the current
+// assignment; this is its fallback and its list of servers to try.
+type AgentConfig struct {
+	MAC      string           `json:"mac"`
+	Hostname string           `json:"hostname,omitempty"`
+	Group    string           `json:"group"`
+	Mode     catalog.BootMode `json:"mode"`
+	Image    string           `json:"image"`
+	Version  string           `json:"version"`
+	Servers  []string         `json:"servers"` // host:port of every live node's API
+	Args     string           `json:"args,omitempty"`
+}
+
+// AgentConfigOf turns resolved script data into the agent's config.
+func AgentConfigOf(d ScriptData) AgentConfig {
+	return AgentConfig{MAC: d.MAC, Hostname: d.Hostname, Group: d.Group, Mode: d.BootMode,
+		Image: d.Image, Version: d.Version, Servers: d.Servers,
+		Args: strings.Join(strings.Fields(d.ImageArgs+" "+d.GroupArgs+" "+d.ClientArgs), " ")}
 }

@@ -54,7 +54,7 @@ func (a *api) handler(internal http.Handler) http.Handler {
 	}
 	// Boot script, boot files and per-MAC blob fetches.
 	bh := a.boot.handler(a.bootBase, th, a.blobElsewhere)
-	for _, p := range []string{"GET " + bootsvc.ScriptPath, "GET " + bootsvc.BootFilesPath, "GET " + bootsvc.BootBlobPath} {
+	for _, p := range []string{"GET " + bootsvc.ScriptPath, "GET " + bootsvc.BootFilesPath, "GET " + bootsvc.BootBlobPath, "GET " + bootsvc.BootAgentPath} {
 		mux.Handle(p, bh)
 	}
 	routes := []struct {

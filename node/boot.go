@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +40,11 @@ type BootConfig struct {
 	DHCP    bootsvc.DHCPConfig // ServerIP and HTTPBase are filled in from Address
 	TFTP    bootsvc.TFTPConfig
 	RA      bool // answer IPv6 router solicitations on Interface
+	// AgentBinary is the static shoal binary put into the agent initrd as
+	// /init for diskless clients; empty turns the agent initrd off (the
+	// image's own initrd then has to do everything). The node's own
+	// executable by default.
+	AgentBinary string
 	// Ports, for tests on loopback without the privileged ones; zero means
 	// the standard 67, 4011 and 69.
 	DHCPPort, PXEPort, TFTPPort int
@@ -46,7 +53,8 @@ type BootConfig struct {
 // DefaultBootConfig: off until an interface is named; proxyDHCP, Debian's
 // iPXE binaries, RA on.
 func DefaultBootConfig() BootConfig {
-	return BootConfig{DHCP: bootsvc.DefaultDHCPConfig(), TFTP: bootsvc.DefaultTFTPConfig(), RA: true}
+	self, _ := os.Executable()
+	return BootConfig{DHCP: bootsvc.DefaultDHCPConfig(), TFTP: bootsvc.DefaultTFTPConfig(), RA: true, AgentBinary: self}
 }
 
 // resolve fills Address, the DHCP server IP and HTTP base from the
@@ -221,7 +229,7 @@ func (b *bootServices) handler(base func(*http.Request) string, blobs http.Handl
 	hb := &bootsvc.HTTPBoot{Files: b.files, Log: b.log.With("service", "http-boot")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+bootsvc.ScriptPath, func(w http.ResponseWriter, r *http.Request) {
-		src := bootsvc.ScriptSource{Catalog: b.cl.Catalog(), BaseURL: base(r), Servers: b.servers}
+		src := bootsvc.ScriptSource{Catalog: b.cl.Catalog(), BaseURL: base(r), Servers: b.servers, Agent: b.cfg.AgentBinary != ""}
 		if b.cfg.DHCP.Unknown == bootsvc.UnknownDefaultGroup {
 			src.DefaultGroup = b.cfg.DHCP.DefaultGroup
 		}
@@ -234,6 +242,7 @@ func (b *bootServices) handler(base func(*http.Request) string, blobs http.Handl
 		}
 	})
 	mux.Handle("GET "+bootsvc.BootFilesPath+"{name...}", hb.Handler())
+	mux.HandleFunc("GET "+bootsvc.BootAgentPath+"{mac}/agent.cpio", b.serveAgent)
 	mux.HandleFunc("GET "+bootsvc.BootBlobPath+"{mac}/{id}", func(w http.ResponseWriter, r *http.Request) {
 		mac, err := catalog.NormalizeMAC(r.PathValue("mac"))
 		id := r.PathValue("id")
@@ -384,4 +393,64 @@ func (a *api) blobElsewhere(ctx context.Context, id string) string {
 	}
 	sort.Strings(names)
 	return addrs[names[0]]
+}
+
+// serveAgent builds the agent initrd on the fly: a newc cpio holding the
+// agent binary as /init and the machine's boot config. It is uncompressed
+// (the kernel takes that as well), so its length is known up front and no
+// CPU goes into compressing the same binary for every boot.
+func (b *bootServices) serveAgent(w http.ResponseWriter, r *http.Request) {
+	mac, err := catalog.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		http.Error(w, "mac: want aa-bb-cc-dd-ee-ff", http.StatusBadRequest)
+		return
+	}
+	code := http.StatusOK
+	defer func() { b.events.record(mac, "agent", strconv.Itoa(code), remoteIP(r)) }()
+	src := bootsvc.ScriptSource{Catalog: b.cl.Catalog(), BaseURL: "http://agent.invalid", Servers: b.servers}
+	if b.cfg.DHCP.Unknown == bootsvc.UnknownDefaultGroup {
+		src.DefaultGroup = b.cfg.DHCP.DefaultGroup
+	}
+	d, err := src.Resolve(mac)
+	if err != nil {
+		code = http.StatusNotFound
+		http.Error(w, "no boot assignment for "+mac+": "+err.Error(), code)
+		return
+	}
+	if b.cfg.AgentBinary == "" {
+		code = http.StatusNotFound
+		http.Error(w, "this node serves no agent initrd", code)
+		return
+	}
+	bin, err := os.Open(b.cfg.AgentBinary)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b.log.Error("agent initrd: agent binary", "err", err)
+		http.Error(w, "agent binary unavailable, see the server log", code)
+		return
+	}
+	defer bin.Close()
+	st, err := bin.Stat()
+	if err != nil {
+		code = http.StatusInternalServerError
+		http.Error(w, "agent binary unavailable", code)
+		return
+	}
+	cfg, _ := json.MarshalIndent(bootsvc.AgentConfigOf(d), "", "  ")
+	cfg = append(cfg, '\n')
+	files := []bootsvc.CPIOFile{
+		{Name: "etc", Mode: bootsvc.ModeDir | 0o755},
+		{Name: "etc/shoal", Mode: bootsvc.ModeDir | 0o755},
+		{Name: "etc/shoal/boot.json", Mode: bootsvc.ModeFile | 0o644, Size: int64(len(cfg)), Body: bytes.NewReader(cfg)},
+		{Name: "init", Mode: bootsvc.ModeFile | 0o755, Size: st.Size(), Body: bin},
+	}
+	w.Header().Set("Content-Type", "application/x-cpio")
+	w.Header().Set("Content-Length", strconv.FormatInt(bootsvc.CPIOSize(files), 10))
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := bootsvc.WriteCPIO(w, files); err != nil {
+		b.log.Warn("agent initrd: send", "mac", mac, "err", err)
+	}
 }

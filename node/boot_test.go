@@ -2,9 +2,14 @@ package node_test
 
 import (
 	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/shoal-project/shoal/bootsvc"
 	"github.com/shoal-project/shoal/cluster/catalog"
 	"github.com/shoal-project/shoal/node"
 )
@@ -51,6 +56,12 @@ func TestHTTPBoot(t *testing.T) {
 			t.Fatalf("script: %d %q lacks %q", code, script, want)
 		}
 	}
+	// The agent initrd: the node's own binary as /init plus the boot config.
+	aurl := base + "/v1/boot/agent/52-54-00-77-00-01/agent.cpio"
+	if !strings.Contains(script, "initrd "+aurl) || !strings.Contains(script, "initrd=agent.cpio") {
+		t.Errorf("script lacks the agent initrd:\n%s", script)
+	}
+	checkAgentCPIO(t, aurl, "vm1", root.ID)
 	for url, want := range map[string]string{kurl: "KERNEL-BYTES", iurl: "INITRD-BYTES"} {
 		if code, body := do(t, "GET", url, ""); code != 200 || body != want {
 			t.Errorf("GET %s: %d %q", url, code, body)
@@ -76,7 +87,7 @@ func TestHTTPBoot(t *testing.T) {
 	if rec.Node != "t1" || rec.LastOf == "" {
 		t.Errorf("boot record %+v", rec)
 	}
-	for _, step := range []string{"script", "kernel", "initrd"} {
+	for _, step := range []string{"script", "kernel", "initrd", "agent"} {
 		if rec.Steps[step].IsZero() {
 			t.Errorf("boot record lacks step %s: %+v", step, rec.Steps)
 		}
@@ -113,5 +124,38 @@ func TestBootConfigValidation(t *testing.T) {
 	cfg.Cluster.HTTPAddr = "127.0.0.3:7480"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--http-addr 0.0.0.0:7480") {
 		t.Errorf("unreachable API: %v", err)
+	}
+}
+
+// checkAgentCPIO unpacks the agent initrd with GNU cpio.
+func checkAgentCPIO(t *testing.T, url, host, version string) {
+	t.Helper()
+	if _, err := exec.LookPath("cpio"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs cpio")
+		}
+		t.Skip("needs cpio (make deps installs it)")
+	}
+	resp, err := http.Get(url)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %v %v", url, err, resp)
+	}
+	defer resp.Body.Close()
+	dir := t.TempDir()
+	cmd := exec.Command("cpio", "-idm", "--quiet")
+	cmd.Dir, cmd.Stdin = dir, resp.Body
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cpio: %v %s", err, out)
+	}
+	var cfg bootsvc.AgentConfig
+	b, _ := os.ReadFile(filepath.Join(dir, "etc/shoal/boot.json"))
+	if err := json.Unmarshal(b, &cfg); err != nil || cfg.Hostname != host || cfg.Version != version || len(cfg.Servers) != 1 || cfg.Mode != "diskless-ram" {
+		t.Errorf("boot.json %s: %v", b, err)
+	}
+	self, _ := os.Executable()
+	want, _ := os.Stat(self)
+	got, err := os.Stat(filepath.Join(dir, "init"))
+	if err != nil || got.Size() != want.Size() || got.Mode().Perm() != 0o755 {
+		t.Errorf("init in the agent initrd: %v %v, want %d bytes mode 0755", got, err, want.Size())
 	}
 }
