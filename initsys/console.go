@@ -1,0 +1,65 @@
+//go:build linux
+
+package initsys
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ConsolePath is where Consolef writes; a variable so tests can redirect it.
+var ConsolePath = "/dev/console"
+
+// Consolef writes one "shoal-agent: ..." line to the console, so a message
+// is visible on a serial console even before (or without) any logging
+// setup. It falls back to stderr when the console cannot be opened.
+func Consolef(format string, args ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	_, _ = io.WriteString(ConsoleWriter(), "shoal-agent: "+msg+"\n")
+}
+
+// ConsoleWriter returns a writer for the console: each Write opens, writes
+// and closes ConsolePath (so it keeps working across switch_root and never
+// holds the console open), or goes to stderr if that fails.
+func ConsoleWriter() io.Writer { return consoleWriter{} }
+
+type consoleWriter struct{}
+
+func (consoleWriter) Write(p []byte) (int, error) {
+	f, err := os.OpenFile(ConsolePath, os.O_WRONLY|os.O_APPEND|unix.O_NOCTTY, 0)
+	if err != nil {
+		return os.Stderr.Write(p)
+	}
+	defer f.Close()
+	return f.Write(p)
+}
+
+// ConsoleLogger returns a text slog.Logger that writes to the console.
+func ConsoleLogger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(ConsoleWriter(), &slog.HandlerOptions{Level: level}))
+}
+
+// PowerOff syncs file systems and powers the machine off. It returns only
+// on error (for example when not PID 1 in a VM and not root).
+func PowerOff() error {
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		return fmt.Errorf("power off: %w", err)
+	}
+	return nil
+}
+
+// Reboot syncs file systems and restarts the machine. It returns only on
+// error.
+func Reboot() error {
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	return nil
+}
