@@ -23,10 +23,26 @@ var movedMounts = []string{"/dev", "/proc", "/sys", "/run"}
 // mount has moved, an error leaves the machine half switched, so the
 // caller should report it and power off.
 func SwitchRoot(newroot, init string, env []string) error {
+	// Like busybox: deleting "/" is only right for the initramfs's PID 1.
+	if pid := os.Getpid(); pid != 1 {
+		return fmt.Errorf("switch root to %s: must run as PID 1, not %d", newroot, pid)
+	}
 	if err := checkSwitchTarget(newroot, init); err != nil {
 		return err
 	}
+	// Which of them are mounts is decided up front: once /proc has moved,
+	// /proc/self/mounts is gone from the old root.
+	var moves []string
 	for _, m := range movedMounts {
+		mounted, err := isMounted(m)
+		if err != nil {
+			return fmt.Errorf("switch root: %w", err)
+		}
+		if mounted {
+			moves = append(moves, m)
+		}
+	}
+	for _, m := range moves {
 		if err := moveMount(m, filepath.Join(newroot, m)); err != nil {
 			return fmt.Errorf("switch root: %w", err)
 		}
@@ -134,13 +150,6 @@ func splitFirst(p string) (string, string) {
 // it. A src that is not a mount point (say /run was never mounted) is
 // skipped.
 func moveMount(src, dst string) error {
-	mounted, err := isMounted(src)
-	if err != nil {
-		return err
-	}
-	if !mounted {
-		return nil
-	}
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return fmt.Errorf("move mount %s: %w", src, err)
 	}

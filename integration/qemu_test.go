@@ -32,17 +32,30 @@ type vm struct {
 // console. QEMU runs inside the lab namespace, which holds the tap.
 func (l *lab) boot(t *testing.T, v vm, tap string, timeout time.Duration) (string, time.Duration) {
 	t.Helper()
-	sh(t, "ip", "-n", l.lan, "tuntap", "add", tap, "mode", "tap")
-	sh(t, "ip", "-n", l.lan, "link", "set", tap, "master", "br0", "up")
+	l.addTap(tap)
+	console, took, err := l.runVM(v, tap, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return console, took
+}
+
+func (l *lab) addTap(tap string) {
+	sh(l.tb, "ip", "-n", l.lan, "tuntap", "add", tap, "mode", "tap")
+	sh(l.tb, "ip", "-n", l.lan, "link", "set", tap, "master", "br0", "up")
+}
+
+// runVM is boot without the test plumbing, safe to call from goroutines.
+func (l *lab) runVM(v vm, tap string, timeout time.Duration) (string, time.Duration, error) {
 	args := []string{"netns", "exec", l.lan, "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", "512", "-smp", "1",
 		"-nographic", "-no-reboot", "-boot", "n",
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
 	dev := "virtio-net-pci,netdev=n0,mac=" + v.mac
 	if v.uefi {
-		vars := filepath.Join(t.TempDir(), "vars.fd")
+		vars := filepath.Join(l.tb.TempDir(), "vars.fd")
 		b, err := os.ReadFile(ovmfVars)
 		if err != nil {
-			t.Fatal(err)
+			return "", 0, err
 		}
 		os.WriteFile(vars, b, 0o600)
 		args = append(args, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
@@ -63,12 +76,12 @@ func (l *lab) boot(t *testing.T, v vm, tap string, timeout time.Duration) (strin
 		os.WriteFile(filepath.Join(dir, v.name+".console"), out.Bytes(), 0o644)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("%s: no power-off within %s; console tail:\n%s", v.name, timeout, tail(console, 30))
+		return console, took, fmt.Errorf("%s: no power-off within %s; console tail:\n%s", v.name, timeout, tail(console, 30))
 	}
 	if err != nil {
-		t.Fatalf("%s: qemu: %v; console tail:\n%s", v.name, err, tail(console, 30))
+		return console, took, fmt.Errorf("%s: qemu: %v; console tail:\n%s", v.name, err, tail(console, 30))
 	}
-	return console, took
+	return console, took, nil
 }
 
 func tail(s string, n int) string {

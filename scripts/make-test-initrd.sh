@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the busybox initramfs the boot tests PXE-boot: a reproducible cpio
-# (sorted, fixed mtimes, gzip -n) with busybox-static, the NIC modules of the
+# (sorted, fixed mtimes, gzip -n) with busybox-static, the NIC, squashfs, overlay,
+# loop and nbd modules of the
 # test kernel (.cache/kernel, see test-kernel.sh) and an /init that
 #   - mounts proc, sys, dev; loads virtio_net;
 #   - runs udhcpc on eth0 (so the OS-side DHCP of the node is exercised too);
@@ -19,7 +20,7 @@ mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,lib/modules/$kver}
 cp /bin/busybox "$root/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
 ln -sf ../bin/busybox "$root/sbin/modprobe"
-for m in virtio_pci virtio_net; do
+for m in virtio_pci virtio_net squashfs overlay loop nbd; do
   modprobe -d "$modroot" -S "$kver" --show-depends "$m" 2>/dev/null | awk '$1=="insmod"{print $2}' || true
 done | sort -u | while read -r f; do
   rel=${f#"$modroot"}; mkdir -p "$root$(dirname "$rel")"; cp "$f" "$root$rel"

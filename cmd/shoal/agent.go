@@ -25,6 +25,7 @@ func newSyncCmd() *cobra.Command {
 	var cfg transfer.SyncConfig
 	var servers, image, doneFile, logLevel string
 	var asJSON bool
+	var seedFor time.Duration
 	cmd := &cobra.Command{
 		Use:   "sync --server URL[,URL...] (--image NAME[@VERSION] | --client MAC) --target PATH",
 		Short: "Bring a local copy of an image up to date, fetching only the pieces that differ",
@@ -61,6 +62,14 @@ If no server answers, the target is left as it was.`,
 				}
 				cfg.OnComplete = func(rep transfer.SyncReport) error { return writeReport(doneFile, rep) }
 			}
+			if seedFor > 0 {
+				if !cfg.Seed {
+					return fmt.Errorf("--seed-for needs --seed")
+				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), seedFor)
+				defer cancel()
+				cmd.SetContext(ctx)
+			}
 			return runSync(cmd, cfg, asJSON)
 		},
 	}
@@ -71,6 +80,7 @@ If no server answers, the target is left as it was.`,
 	f.StringVar(&cfg.Target, "target", "", "file holding (or to hold) the local copy")
 	f.StringVar(&cfg.ListenAddr, "listen", "0.0.0.0:0", "BitTorrent listen address for serving other clients")
 	f.BoolVar(&cfg.Seed, "seed", false, "keep seeding to other clients after the sync, until stopped")
+	f.DurationVar(&seedFor, "seed-for", 0, "with --seed: stop after this long in all (0: until stopped)")
 	f.BoolVar(&asJSON, "json", false, "print the final report as JSON")
 	f.StringVar(&logLevel, "log-level", "warn", "log to stderr at this level: debug, info, warn, error")
 	f.StringVar(&doneFile, "done-file", "", "write the JSON report to this file once the copy is verified (before seeding)")
@@ -90,7 +100,11 @@ func checkSyncFlags(cfg transfer.SyncConfig) error {
 }
 
 func runSync(cmd *cobra.Command, cfg transfer.SyncConfig, asJSON bool) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	parent := cmd.Context()
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	st, err := os.Stderr.Stat()
 	if err == nil && st.Mode()&os.ModeCharDevice != 0 {

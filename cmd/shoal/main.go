@@ -11,6 +11,7 @@ import (
 )
 
 func main() {
+	runAsInit()
 	stop := profile(os.Getenv("SHOAL_CPUPROFILE"))
 	err := newRoot().Execute()
 	stop()

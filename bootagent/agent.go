@@ -1,0 +1,302 @@
+//go:build linux
+
+// Package bootagent is the shoal agent as a diskless client's /init: it
+// brings the machine from "kernel started" to "the image's init runs on a
+// read-only image with a RAM overlay", fetching the image from the swarm
+// (servers and the machines booting beside it) on the way.
+//
+//	mount /proc /sys /dev /run → load NIC, squashfs, overlay, loop modules
+//	→ DHCP on the boot NIC → ask any server for the assignment → fetch the
+//	image into RAM, every piece verified → loop-mount it read-only → tmpfs
+//	overlay → hostname and per-client settings → switch_root to /sbin/init
+//
+// A seeder child keeps serving the image's pieces from RAM to the other
+// machines for a while after the switch. Every failure is printed on the
+// console and retried (other servers first); nothing waits silently.
+package bootagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/bootsvc"
+	"github.com/shoal-project/shoal/initsys"
+	"github.com/shoal-project/shoal/transfer"
+)
+
+// Paths in the initramfs. The image lives on its own tmpfs at /shoal,
+// which stays behind in the old root after switch_root (the seeder child
+// keeps using it); the overlay state goes below /run, which moves into the
+// new root, so the OS sees the pristine image at /run/shoal/lower.
+const (
+	configPath = "/etc/shoal/boot.json"
+	imageDir   = "/shoal"
+	imagePath  = "/shoal/image"
+	newRoot    = "/newroot"
+	stateDir   = "/run/shoal"
+	agentPort  = "7483"
+)
+
+// Modules the agent needs; built-in ones are skipped, missing ones logged.
+var modules = []string{"virtio_pci", "virtio_net", "e1000", "e1000e", "squashfs", "overlay", "loop"}
+
+// Config is what the agent knows at start: boot.json from the agent
+// initrd, overridden by shoal.* words on the kernel command line.
+type Config struct {
+	bootsvc.AgentConfig
+	Init     string        // the image's init, default /sbin/init
+	SeedFor  time.Duration // how long the seeder child serves after the switch
+	Retry    time.Duration // pause between failed attempts
+	Attempts int           // per step; then the machine reboots and PXE starts over
+}
+
+// LoadConfig reads boot.json and the kernel command line.
+func LoadConfig() (Config, error) {
+	c := Config{Init: "/sbin/init", SeedFor: 2 * time.Minute, Retry: 3 * time.Second, Attempts: 20}
+	if b, err := os.ReadFile(configPath); err == nil {
+		if err := json.Unmarshal(b, &c.AgentConfig); err != nil {
+			return c, fmt.Errorf("%s: %w", configPath, err)
+		}
+	}
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	applyCmdline(&c, string(cmdline))
+	if c.MAC == "" {
+		return c, errors.New("no MAC: neither " + configPath + " nor shoal.mac= on the kernel command line")
+	}
+	if len(c.Servers) == 0 {
+		return c, errors.New("no servers: neither " + configPath + " nor shoal.servers= on the kernel command line")
+	}
+	return c, nil
+}
+
+func applyCmdline(c *Config, cmdline string) {
+	for _, w := range strings.Fields(cmdline) {
+		k, v, _ := strings.Cut(w, "=")
+		switch k {
+		case "shoal.mac":
+			c.MAC = v
+		case "shoal.hostname":
+			c.Hostname = v
+		case "shoal.servers":
+			c.Servers = strings.Split(v, ",")
+		case "shoal.init":
+			c.Init = v
+		case "shoal.seed-for":
+			if d, err := time.ParseDuration(v); err == nil {
+				c.SeedFor = d
+			}
+		}
+	}
+}
+
+// Run does the whole boot and ends in exec of the image's init; it
+// returns only with an error after every retry failed.
+func Run(ctx context.Context) error {
+	if err := initsys.MountBasics(); err != nil {
+		initsys.Consolef("mounting /proc /sys /dev /run failed: %v", err)
+	}
+	log := initsys.ConsoleLogger(slog.LevelInfo).With("agent", "shoal")
+	c, err := LoadConfig()
+	if err != nil {
+		return err
+	}
+	initsys.Consolef("starting: mac %s host %s group %s mode %s, servers %s", c.MAC, c.Hostname, c.Group, c.Mode, strings.Join(c.Servers, ","))
+	if err := initsys.LoadModules("/", modules...); err != nil {
+		initsys.Consolef("kernel modules (not all are needed): %v", err)
+	}
+	lease, err := retry(ctx, c, "network (DHCP)", func(ctx context.Context) (initsys.Lease, error) {
+		return initsys.NetUp(ctx, "", c.Hostname, log)
+	})
+	if err != nil {
+		return err
+	}
+	initsys.Consolef("network: %s on %s, from DHCP server %s", lease.IP, lease.Interface, lease.ServerID)
+	if err := mountTmpfs(imageDir); err != nil {
+		return err
+	}
+	rep, err := retry(ctx, c, "image fetch", func(ctx context.Context) (transfer.SyncReport, error) {
+		return fetch(ctx, c, lease.IP, log)
+	})
+	if err != nil {
+		return err
+	}
+	initsys.Consolef("image %s@%.12s verified in RAM: %d MiB in %.1fs, %d MiB from peers %s",
+		rep.Image, rep.Version, rep.Size>>20, rep.Seconds, rep.Fetched>>20, strings.Join(rep.PeersUsed, ","))
+	startSeeder(c, rep, lease.IP)
+	if err := mountRoot(c, rep); err != nil {
+		return err
+	}
+	initsys.Consolef("switching to %s on the image (overlay: tmpfs over read-only %s)", c.Init, rep.Image)
+	return initsys.SwitchRoot(newRoot, c.Init, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux"})
+}
+
+// retry runs f until it succeeds, printing every failure; after Attempts
+// failures it gives up (the caller reboots, so PXE starts over and maybe
+// another node answers).
+func retry[T any](ctx context.Context, c Config, what string, f func(context.Context) (T, error)) (T, error) {
+	var zero T
+	for i := 1; ; i++ {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		v, err := f(actx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		initsys.Consolef("%s failed (attempt %d of %d): %v", what, i, c.Attempts, err)
+		if i >= c.Attempts || ctx.Err() != nil {
+			return zero, fmt.Errorf("%s: giving up after %d attempts: %w", what, i, err)
+		}
+		time.Sleep(c.Retry)
+	}
+}
+
+// fetch syncs the assigned image into RAM from the servers and peers,
+// trying the servers in a rotating order so a dead one is not always first.
+func fetch(ctx context.Context, c Config, ip net.IP, log *slog.Logger) (transfer.SyncReport, error) {
+	var urls []string
+	for _, s := range c.Servers {
+		if !strings.Contains(s, "://") {
+			s = "http://" + s
+		}
+		urls = append(urls, s)
+	}
+	last := time.Now()
+	return transfer.Sync(ctx, transfer.SyncConfig{
+		Servers:    urls,
+		MAC:        c.MAC,
+		Target:     imagePath,
+		ListenAddr: net.JoinHostPort(ip.String(), agentPort),
+		Logger:     log.With("subsystem", "sync"),
+		Progress: func(p transfer.SyncProgress) {
+			if time.Since(last) < 2*time.Second {
+				return
+			}
+			last = time.Now()
+			initsys.Consolef("%s: %d/%d MiB, %d peers", p.Phase, p.Done>>20, p.Total>>20, p.Peers)
+		},
+	})
+}
+
+// startSeeder leaves a child behind that serves the pieces from RAM for
+// SeedFor: machines that boot a little later still find this one in the
+// swarm. It is the same binary (/init, via /proc/self/exe), so nothing
+// more needs to be in the initramfs.
+func startSeeder(c Config, rep transfer.SyncReport, ip net.IP) {
+	if c.SeedFor <= 0 {
+		return
+	}
+	args := []string{"agent", "sync", "--client", c.MAC, "--target", imagePath, "--seed", "--seed-for", c.SeedFor.String(),
+		"--listen", net.JoinHostPort(ip.String(), agentPort), "--log-level", "warn", "--json"}
+	for _, s := range c.Servers {
+		args = append(args, "--server", "http://"+strings.TrimPrefix(s, "http://"))
+	}
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.Stdout, cmd.Stderr = initsys.ConsoleWriter(), initsys.ConsoleWriter()
+	if err := cmd.Start(); err != nil {
+		initsys.Consolef("seeder not started (boot continues): %v", err)
+		return
+	}
+	initsys.Consolef("seeding %s to other machines for %s (pid %d)", rep.Image, c.SeedFor, cmd.Process.Pid)
+}
+
+// mountRoot loop-mounts the image read-only under a tmpfs overlay on
+// /newroot and writes the per-client settings into the overlay.
+func mountRoot(c Config, rep transfer.SyncReport) error {
+	fstype, err := fsType(imagePath)
+	if err != nil {
+		return err
+	}
+	loop, err := initsys.LoopAttach(imagePath)
+	if err != nil {
+		return err
+	}
+	defer loop.Close()
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	if _, err := initsys.MountOverlayRoot(loop.Path, fstype, newRoot, stateDir, ""); err != nil {
+		return err
+	}
+	host := c.Hostname
+	if host == "" {
+		host = "shoal-" + strings.ReplaceAll(c.MAC[9:], ":", "")
+	}
+	files := map[string]string{
+		"etc/hostname":        host + "\n",
+		"etc/shoal/image":     rep.Image + "@" + rep.Version + "\n",
+		"etc/shoal/boot.json": mustJSON(c.AgentConfig),
+	}
+	for name, body := range files {
+		p := filepath.Join(newRoot, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("per-client settings: %w", err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			return fmt.Errorf("per-client settings: %w", err)
+		}
+	}
+	return nil
+}
+
+func mustJSON(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b) + "\n"
+}
+
+// fsType recognises the image by its superblock: squashfs ("hsqs" at 0)
+// or ext2/3/4 (0xEF53 at 1080).
+func fsType(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b := make([]byte, 1082)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return "", fmt.Errorf("image %s: %w", path, err)
+	}
+	switch {
+	case string(b[:4]) == "hsqs":
+		return "squashfs", nil
+	case b[1080] == 0x53 && b[1081] == 0xef:
+		return "ext4", nil
+	}
+	return "", fmt.Errorf("image %s is neither squashfs nor ext2/3/4: a raw disk image cannot be the root of a diskless boot", path)
+}
+
+func mountTmpfs(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Main is /init: Run, and if it fails, say so, wait so the message can be
+// read, and reboot (PXE starts over, maybe from another node). PID 1 must
+// never exit: the kernel would panic.
+func Main() {
+	err := Run(context.Background())
+	initsys.Consolef("boot failed: %v", err)
+	initsys.Consolef("rebooting in 10 seconds to start over")
+	time.Sleep(10 * time.Second)
+	if err := initsys.Reboot(); err != nil {
+		initsys.Consolef("reboot: %v", err)
+	}
+	for {
+		time.Sleep(time.Hour)
+	}
+}

@@ -1,0 +1,144 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// buildBootFiles builds the test initrd (modules for the NIC, squashfs,
+// overlay, loop, nbd) and the busybox test image (a squashfs whose init
+// prints SHOAL-BOOTED), with the project's scripts.
+func buildBootFiles(t testing.TB, bigMiB int) (initrd, image string) {
+	t.Helper()
+	dir := t.TempDir()
+	initrd, image = filepath.Join(dir, "initrd.gz"), filepath.Join(dir, "image.squashfs")
+	for _, c := range [][]string{{"scripts/make-test-initrd.sh", initrd}, {"scripts/make-test-image.sh", image}} {
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.Dir = ".."
+		cmd.Env = append(cleanEnv(), fmt.Sprintf("BIG_MIB=%d", bigMiB))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", c[0], err, out)
+		}
+	}
+	return initrd, image
+}
+
+var (
+	bootedRE = regexp.MustCompile(`SHOAL-BOOTED host=(\S+) image=(\S+)`)
+	rootRE   = regexp.MustCompile(`SHOAL-ROOT overlay=(\S+) lower=(\S+) root=(\S+)`)
+	peersRE  = regexp.MustCompile(`verified in RAM: (\d+) MiB in ([0-9.]+)s, (\d+) MiB from peers (\S*)`)
+)
+
+// TestDisklessRAM: 3 server nodes, 3 VMs PXE-booting at once in
+// diskless-ram mode. The agent (the shoal binary as /init) fetches the
+// image into RAM from the servers and from each other, verifies it,
+// loop-mounts it read-only under a tmpfs overlay and switches to the
+// image's init, which prints SHOAL-BOOTED with the hostname and image.
+func TestDisklessRAM(t *testing.T) {
+	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs")
+	needFiles(t, testKernel)
+	initrd, image := buildBootFiles(t, 16)
+	l := newLab(t, 3, fullDHCPFlags...)
+	leader := l.start()
+	version := writeImage(t, l, leader, "demo", image, testKernel, initrd)
+	l.cli(leader, "group", "add", "lab", "--image", "demo", "--boot-mode", "diskless-ram")
+	waitHeld(t, l, leader, "demo", version)
+	vms := []vm{{name: "vm1", mac: "52:54:00:77:00:21"}, {name: "vm2", mac: "52:54:00:77:00:22"}, {name: "vm3", mac: "52:54:00:77:00:23"}}
+	for _, v := range vms {
+		l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
+	}
+	consoles := l.bootAll(t, vms, 240*time.Second)
+
+	fromClients := 0
+	for i, v := range vms {
+		c := consoles[i]
+		m := bootedRE.FindStringSubmatch(c)
+		if m == nil {
+			t.Errorf("%s: no SHOAL-BOOTED marker; console tail:\n%s", v.name, tail(c, 40))
+			continue
+		}
+		if m[1] != v.name || m[2] != "demo@"+version {
+			t.Errorf("%s: %q, want host=%s image=demo@%s", v.name, m[0], v.name, version)
+		}
+		if r := rootRE.FindStringSubmatch(c); r == nil || r[1] != "rw" || r[2] != "ro" || r[3] != "overlay" {
+			t.Errorf("%s: root line %q, want overlay=rw lower=ro root=overlay", v.name, r)
+		}
+		p := peersRE.FindStringSubmatch(c)
+		if p == nil {
+			t.Errorf("%s: no fetch report on the console", v.name)
+			continue
+		}
+		t.Logf("%s: %s", v.name, p[0])
+		for _, peer := range strings.Split(p[4], ",") {
+			host := strings.Split(peer, ":")[0]
+			if strings.HasPrefix(host, labNet+".1") && len(host) > len(labNet)+2 { // .100-.199: a client
+				fromClients++
+			}
+		}
+	}
+	if fromClients == 0 {
+		t.Errorf("no VM got pieces from another VM; every byte came from the servers")
+	}
+}
+
+// writeImage imports a root image with kernel and initrd and returns the
+// version id.
+func writeImage(t testing.TB, l *lab, n *node, name, root, kernel, initrd string) string {
+	t.Helper()
+	out := string(l.cli(n, "image", "import", name, root, "--kernel", kernel, "--initrd", initrd, "--cmdline", "console=ttyS0 panic=-1", "--json"))
+	m := regexp.MustCompile(`"version":\s*"([0-9a-f]{64})"`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("import output has no version: %s", out)
+	}
+	return m[1]
+}
+
+// waitHeld waits until every running node holds version completely.
+func waitHeld(t testing.TB, l *lab, n *node, name, version string) {
+	t.Helper()
+	want := len(l.running())
+	l.waitFor(90*time.Second, "every node holds "+name, func() (bool, string) {
+		var im struct {
+			Holders map[string][]string `json:"holders"`
+		}
+		if err := l.getJSON(n.url("/v1/images/"+name), &im); err != nil {
+			return false, err.Error()
+		}
+		return len(im.Holders[version]) == want, fmt.Sprint(im.Holders[version])
+	})
+}
+
+// bootAll boots the VMs at once (taps tap1..N) and returns their consoles.
+func (l *lab) bootAll(t *testing.T, vms []vm, timeout time.Duration) []string {
+	t.Helper()
+	for i := range vms {
+		l.addTap(fmt.Sprintf("tap%d", i+1))
+	}
+	consoles := make([]string, len(vms))
+	errs := make([]error, len(vms))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, v := range vms {
+		wg.Go(func() {
+			var took time.Duration
+			consoles[i], took, errs[i] = l.runVM(v, fmt.Sprintf("tap%d", i+1), timeout)
+			t.Logf("%s: powered off after %.1fs", v.name, took.Seconds())
+		})
+	}
+	wg.Wait()
+	t.Logf("%d VMs booted in %.1fs", len(vms), time.Since(start).Seconds())
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	return consoles
+}
