@@ -44,6 +44,14 @@ func ConsoleLogger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(ConsoleWriter(), &slog.HandlerOptions{Level: level}))
 }
 
+// SetHostname sets the kernel's host name (what hostname(1) does).
+func SetHostname(name string) error {
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		return fmt.Errorf("set hostname %q: %w", name, err)
+	}
+	return nil
+}
+
 // PowerOff syncs file systems and powers the machine off. It returns only
 // on error (for example when not PID 1 in a VM and not root).
 func PowerOff() error {

@@ -37,8 +37,11 @@ func (l *Loop) Close() error {
 	return nil
 }
 
+// LoopControl is the loop control device; a variable for tests.
+var LoopControl = "/dev/loop-control"
+
 // loopNodeWait bounds the wait for devtmpfs to create /dev/loopN.
-const loopNodeWait = 2 * time.Second
+var loopNodeWait = 2 * time.Second
 
 // LoopAttach attaches file read-only to a free loop device and returns it
 // open (see Loop). A device taken by someone else between
@@ -49,8 +52,10 @@ func LoopAttach(file string) (*Loop, error) {
 		return nil, fmt.Errorf("loop attach: %w", err)
 	}
 	defer backing.Close()
-	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
+	ctl, err := openWhenPresent(LoopControl, os.O_RDWR, loopNodeWait)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("loop attach %s: %w (is the loop module loaded?)", file, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("loop attach %s: %w", file, err)
 	}
 	defer ctl.Close()
@@ -72,7 +77,7 @@ func loopAttachOnce(ctl, backing *os.File) (*Loop, error) {
 		return nil, fmt.Errorf("LOOP_CTL_GET_FREE on %s: %w", ctl.Name(), err)
 	}
 	path := fmt.Sprintf("/dev/loop%d", n)
-	dev, err := openWhenPresent(path, loopNodeWait)
+	dev, err := openWhenPresent(path, os.O_RDONLY, loopNodeWait)
 	if err != nil {
 		return nil, err
 	}
@@ -83,12 +88,12 @@ func loopAttachOnce(ctl, backing *os.File) (*Loop, error) {
 	return &Loop{Path: path, dev: dev}, nil
 }
 
-// openWhenPresent opens a device node read-only, waiting up to wait for
-// devtmpfs to create it.
-func openWhenPresent(path string, wait time.Duration) (*os.File, error) {
+// openWhenPresent opens a device node, waiting up to wait for devtmpfs to
+// create it (right after a module load or LOOP_CTL_GET_FREE).
+func openWhenPresent(path string, flag int, wait time.Duration) (*os.File, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+		f, err := os.OpenFile(path, flag|unix.O_CLOEXEC, 0)
 		if err == nil || !errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
 			return f, err
 		}

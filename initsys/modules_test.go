@@ -178,6 +178,8 @@ func TestResolveDebianCloudKernel(t *testing.T) {
 		"squashfs":   {"kernel/fs/squashfs/squashfs.ko"},
 		"overlay":    {"kernel/fs/overlayfs/overlay.ko"},
 		"nbd":        {"kernel/drivers/block/nbd.ko"},
+		"loop":       {"kernel/drivers/block/loop.ko"},
+		"virtio-pci": {"kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio_pci.ko"},
 	}
 	for name, mustHave := range want {
 		files, err := ix.Resolve(name, map[string]bool{})
@@ -217,6 +219,14 @@ func TestResolveDebianCloudKernel(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %d files: %q", name, len(files), files)
+	}
+	// What the agent loads, in one go: every name resolves (ext4 and
+	// crc32c_generic are built into the cloud kernel), no file twice.
+	seen := map[string]bool{}
+	for _, name := range []string{"virtio_pci", "virtio_net", "loop", "squashfs", "overlay", "ext4", "crc32c_generic"} {
+		if _, err := ix.Resolve(name, seen); err != nil {
+			t.Errorf("agent module %s: %v", name, err)
+		}
 	}
 	// e1000 is built into the cloud kernel: nothing to load, no error.
 	if ix.Builtin["e1000"] {

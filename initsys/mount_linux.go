@@ -114,7 +114,7 @@ func MountOverlayRoot(lowerDev, fstype, newroot, stateDir, tmpfsSize string) (lo
 	if tmpfsSize != "" {
 		data += ",size=" + tmpfsSize
 	}
-	if err := mountFS("tmpfs", "tmpfs", stateDir, 0, data); err != nil {
+	if err := mountFS("tmpfs", "tmpfs", stateDir, unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
 		return "", fmt.Errorf("overlay root state: %w", err)
 	}
 	lower = filepath.Join(stateDir, "lower")
@@ -125,10 +125,14 @@ func MountOverlayRoot(lowerDev, fstype, newroot, stateDir, tmpfsSize string) (lo
 		}
 	}
 	if err := mountLower(lowerDev, fstype, lower); err != nil {
+		_ = unix.Unmount(stateDir, 0)
 		return "", fmt.Errorf("overlay root lower: %w", err)
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
 	if err := mountFS("overlay", "overlay", newroot, 0, opts); err != nil {
+		// Undo, so the caller can retry (say with another fstype).
+		_ = unix.Unmount(lower, 0)
+		_ = unix.Unmount(stateDir, 0)
 		return "", fmt.Errorf("overlay root: %w", err)
 	}
 	return lower, nil

@@ -27,7 +27,14 @@ const imageMarker = "hello from the image\n"
 // initramfs was emptied. When the namespace's PID 1 exits, its mounts go,
 // and with them the autoclear loop device; the test checks that too.
 func TestBootSequence(t *testing.T) {
-	needRootTools(t, "unshare", "mksquashfs")
+	for _, fstype := range []string{"squashfs", "ext4"} {
+		t.Run(fstype, func(t *testing.T) { testBootSequence(t, fstype) })
+	}
+}
+
+func testBootSequence(t *testing.T, fstype string) {
+	mkfs := map[string]string{"squashfs": "mksquashfs", "ext4": "mkfs.ext4"}[fstype]
+	needRootTools(t, "unshare", mkfs)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -39,15 +46,19 @@ func TestBootSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyBinaryInto(t, exe, tree, "testinit")
-	image := filepath.Join(dir, fmt.Sprintf("shoal-initsys-test-%d.sqfs", os.Getpid()))
-	if out, err := exec.Command("mksquashfs", tree, image, "-noappend", "-quiet", "-no-progress").CombinedOutput(); err != nil {
-		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	image := filepath.Join(dir, fmt.Sprintf("shoal-initsys-test-%d.%s", os.Getpid(), fstype))
+	args := []string{tree, image, "-noappend", "-quiet", "-no-progress"}
+	if fstype == "ext4" {
+		args = []string{"-q", "-F", "-d", tree, image, "64M"}
+	}
+	if out, err := exec.Command(mkfs, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", mkfs, err, out)
 	}
 	t.Cleanup(func() {
 		waitGone(t, "loop device for "+image, func() bool { return len(loopsBackedBy(filepath.Base(image))) == 0 })
 	})
 	out, err := runHelper(t, 90*time.Second, "switchroot",
-		[]string{"SHOAL_TEST_IMAGE=" + image, "SHOAL_TEST_DIR=" + dir},
+		[]string{"SHOAL_TEST_IMAGE=" + image, "SHOAL_TEST_DIR=" + dir, "SHOAL_TEST_FSTYPE=" + fstype},
 		"unshare", "--mount", "--pid", "--fork", "--propagation", "private")
 	if strings.Contains(out, "SKIP:") {
 		t.Skip(out[strings.Index(out, "SKIP:"):])
@@ -68,9 +79,10 @@ func helperSwitchRoot() error {
 	if os.Getpid() != 1 {
 		return fmt.Errorf("not PID 1 (pid %d); run under unshare --pid --fork", os.Getpid())
 	}
+	ConsolePath = "/proc/self/fd/1" // never the host's console
 	image, dir := os.Getenv("SHOAL_TEST_IMAGE"), os.Getenv("SHOAL_TEST_DIR")
 	fakeRoot := filepath.Join(dir, "initramfs")
-	if err := mountFS("tmpfs", "tmpfs", fakeRoot, 0, "size=64m"); err != nil {
+	if err := mountFS("tmpfs", "tmpfs", fakeRoot, 0, "size=256m"); err != nil {
 		return err
 	}
 	img, err := os.ReadFile(image)
@@ -78,7 +90,7 @@ func helperSwitchRoot() error {
 		return err
 	}
 	for name, body := range map[string][]byte{
-		"image.sqfs": img, "init": []byte("old init"), "lib/modules/k/x.ko": []byte("x"),
+		"image": img, "init": []byte("old init"), "lib/modules/k/x.ko": []byte("x"),
 	} {
 		p := filepath.Join(fakeRoot, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -100,7 +112,7 @@ func helperSwitchRoot() error {
 	if err := unix.Chdir("/"); err != nil {
 		return err
 	}
-	if _, err := os.Stat("/image.sqfs"); err != nil {
+	if _, err := os.Stat("/image"); err != nil {
 		return fmt.Errorf("chroot did not take, refusing to go on: %w", err)
 	}
 	if err := MountBasics(); err != nil {
@@ -115,13 +127,13 @@ func helperSwitchRoot() error {
 		return fmt.Errorf("second MountBasics: %w", err)
 	}
 	fmt.Println("MOUNTED-BASICS")
-	loop, err := LoopAttach("/image.sqfs")
+	loop, err := LoopAttach("/image")
 	if err != nil {
 		return err
 	}
 	defer loop.Close()
 	fmt.Println("LOOP-ATTACHED", loop.Path)
-	lower, err := MountOverlayRoot(loop.Path, "squashfs", "/newroot", "/run/shoal", "16m")
+	lower, err := MountOverlayRoot(loop.Path, os.Getenv("SHOAL_TEST_FSTYPE"), "/newroot", "/run/shoal", "16m")
 	if errors.Is(err, unix.ENODEV) {
 		fmt.Println("SKIP: kernel lacks squashfs or overlay:", err)
 		return nil
@@ -174,7 +186,7 @@ func helperAfterSwitch() error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"init", "image.sqfs", "lib"} {
+	for _, name := range []string{"init", "image", "lib"} {
 		var st unix.Stat_t
 		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("old root still has %s (%v)", name, err)
