@@ -15,7 +15,7 @@
 set -euo pipefail
 pkgs=(gcc git ca-certificates iproute2 curl aria2
   qemu-system-x86 ipxe-qemu ipxe ovmf busybox-static tftp-hpa kea-admin dnsmasq-base
-  cpio kmod squashfs-tools)
+  cpio kmod squashfs-tools nbd-client qemu-utils)  # nbd/: stock NBD clients (nbd-client -l, qemu-img/qemu-io)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
