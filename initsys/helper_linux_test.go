@@ -21,9 +21,10 @@ import (
 const helperEnv = "SHOAL_INITSYS_HELPER"
 
 var helpers = map[string]func() error{
-	"switchroot":  helperSwitchRoot,
-	"afterswitch": helperAfterSwitch,
-	"netup":       helperNetUp,
+	"switchroot":     helperSwitchRoot,
+	"afterswitch":    helperAfterSwitch,
+	"netup":          helperNetUp,
+	"netup-noserver": helperNetUpNoServer,
 }
 
 func TestMain(m *testing.M) {

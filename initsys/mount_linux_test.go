@@ -128,7 +128,7 @@ func TestFreeInitramfsRefusesDisk(t *testing.T) {
 	if err := unix.Statfs(t.TempDir(), &fs); err != nil {
 		t.Fatal(err)
 	}
-	if fs.Type == unix.RAMFS_MAGIC || fs.Type == unix.TMPFS_MAGIC {
+	if m := uint32(fs.Type); m == unix.RAMFS_MAGIC || m == unix.TMPFS_MAGIC {
 		t.Skip("temp dir is on tmpfs; the refusal needs a disk file system")
 	}
 	dir := t.TempDir()

@@ -5,7 +5,6 @@ package initsys
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -174,7 +173,7 @@ func dhcpLease(ctx context.Context, ifname, hostname string, log *slog.Logger) (
 		log.Warn("dhcp: no lease yet", "interface", ifname, "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("dhcp on %s: no lease after %d attempts: %w", ifname, attempt, errors.Join(ctx.Err(), err))
+			return nil, fmt.Errorf("dhcp on %s: no lease after %d attempts: %w (last: %v)", ifname, attempt, ctx.Err(), err)
 		case <-time.After(dhcpBackoff):
 		}
 	}

@@ -107,21 +107,7 @@ const (
 // default route proves option 60 was sent.
 func TestNetUp(t *testing.T) {
 	needRootTools(t, "ip", "dnsmasq")
-	cli, srv := fmt.Sprintf("isys%dc", os.Getpid()), fmt.Sprintf("isys%ds", os.Getpid())
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	for _, ns := range []string{cli, srv} {
-		ip("netns", "add", ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	}
-	ip("-n", cli, "link", "add", "eth0", "address", testMAC, "type", "veth", "peer", "name", "srv0", "netns", srv)
-	ip("-n", srv, "addr", "add", testRouter+"/24", "dev", "srv0")
-	ip("-n", srv, "link", "set", "srv0", "up")
-
+	_, srv := netnsPair(t)
 	dir := t.TempDir()
 	dnsmasq := exec.Command("ip", "netns", "exec", srv, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--user=root", "--group=root", "--pid-file=", "--log-facility=-", "--log-dhcp",
@@ -144,7 +130,7 @@ func TestNetUp(t *testing.T) {
 	})
 
 	out, err := runHelper(t, 60*time.Second, "netup", []string{"SHOAL_TEST_HOSTNAME=agent-test"},
-		"ip", "netns", "exec", cli)
+		"ip", "netns", "exec", cliNS(t))
 	if err != nil {
 		t.Fatalf("helper: %v", err)
 	}
@@ -159,6 +145,70 @@ func TestNetUp(t *testing.T) {
 		!strings.Contains(log, "vendor class: shoal-agent") {
 		t.Error("dnsmasq did not see the hostname and vendor class")
 	}
+}
+
+// netnsPair creates a client and a server network namespace joined by a
+// veth pair (eth0 with testMAC in the client, srv0 with testRouter/24 in
+// the server), deleted again when the test ends.
+func netnsPair(t *testing.T) (cli, srv string) {
+	t.Helper()
+	cli, srv = cliNS(t), fmt.Sprintf("isys%ds", os.Getpid())
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, ns := range []string{cli, srv} {
+		ip("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	ip("-n", cli, "link", "add", "eth0", "address", testMAC, "type", "veth", "peer", "name", "srv0", "netns", srv)
+	ip("-n", srv, "addr", "add", testRouter+"/24", "dev", "srv0")
+	ip("-n", srv, "link", "set", "srv0", "up")
+	return cli, srv
+}
+
+func cliNS(t *testing.T) string { return fmt.Sprintf("isys%dc", os.Getpid()) }
+
+// TestNetUpNoServer checks that NetUp keeps trying until its context ends
+// and then says which interface got no lease.
+func TestNetUpNoServer(t *testing.T) {
+	needRootTools(t, "ip")
+	cli, _ := netnsPair(t)
+	start := time.Now()
+	out, err := runHelper(t, 30*time.Second, "netup-noserver", nil, "ip", "netns", "exec", cli)
+	if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	if !hasLine(out, "NOSERVER-OK") {
+		t.Error("helper output lacks NOSERVER-OK")
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %s; NetUp did not stop at its deadline", d)
+	}
+}
+
+func helperNetUpNoServer() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var logBuf bytes.Buffer
+	_, err := NetUp(ctx, "", "", slog.New(slog.NewTextHandler(&logBuf, nil)))
+	fmt.Print(logBuf.String())
+	if err == nil {
+		return errors.New("NetUp got a lease with no DHCP server")
+	}
+	fmt.Println("ERR", err)
+	for _, s := range []string{"dhcp on eth0", "no lease after", "deadline exceeded"} {
+		if !strings.Contains(err.Error(), s) {
+			return fmt.Errorf("error %q lacks %q", err, s)
+		}
+	}
+	if !strings.Contains(logBuf.String(), "dhcp: requesting a lease") {
+		return errors.New("no progress logged")
+	}
+	fmt.Println("NOSERVER-OK")
+	return nil
 }
 
 // helperNetUp runs inside the client namespace.

@@ -167,8 +167,10 @@ func freeInitramfs(dir string) error {
 	if err := unix.Statfs(dir, &fs); err != nil {
 		return fmt.Errorf("statfs %s: %w", dir, err)
 	}
-	if fs.Type != unix.RAMFS_MAGIC && fs.Type != unix.TMPFS_MAGIC {
-		return fmt.Errorf("%s is not an initramfs (file system magic %#x), not deleting anything", dir, fs.Type)
+	// uint32: Statfs_t.Type is int32 on 32-bit platforms, where
+	// RAMFS_MAGIC does not fit.
+	if magic := uint32(fs.Type); magic != unix.RAMFS_MAGIC && magic != unix.TMPFS_MAGIC {
+		return fmt.Errorf("%s is not an initramfs (file system magic %#x), not deleting anything", dir, magic)
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {

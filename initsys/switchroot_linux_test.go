@@ -160,7 +160,7 @@ func helperSwitchRoot() error {
 // helperAfterSwitch is the new init: it checks what SwitchRoot left.
 func helperAfterSwitch() error {
 	var fs unix.Statfs_t
-	if err := unix.Statfs("/", &fs); err != nil || fs.Type != unix.OVERLAYFS_SUPER_MAGIC {
+	if err := unix.Statfs("/", &fs); err != nil || uint32(fs.Type) != unix.OVERLAYFS_SUPER_MAGIC {
 		return fmt.Errorf("/ is not overlay: magic %#x, %v", fs.Type, err)
 	}
 	if os.Args[0] != "/testinit" {
