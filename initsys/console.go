@@ -39,6 +39,29 @@ func (consoleWriter) Write(p []byte) (int, error) {
 	return f.Write(p)
 }
 
+// AttachConsole makes ConsolePath the process's stdin, stdout and stderr.
+// The kernel gives /init the console as fds 0-2 only if the initramfs has a
+// /dev/console node; otherwise they are closed and even a Go panic
+// message is lost. Call it right after MountBasics (devtmpfs has the node).
+func AttachConsole() error {
+	fd, err := unix.Open(ConsolePath, unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("attach console %s: %w", ConsolePath, err)
+	}
+	for target := 0; target <= 2; target++ {
+		if fd == target {
+			continue
+		}
+		if err := unix.Dup3(fd, target, 0); err != nil {
+			return fmt.Errorf("attach console %s as fd %d: %w", ConsolePath, target, err)
+		}
+	}
+	if fd > 2 {
+		unix.Close(fd)
+	}
+	return nil
+}
+
 // ConsoleLogger returns a text slog.Logger that writes to the console.
 func ConsoleLogger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(ConsoleWriter(), &slog.HandlerOptions{Level: level}))

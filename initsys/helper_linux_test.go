@@ -25,6 +25,7 @@ var helpers = map[string]func() error{
 	"afterswitch":    helperAfterSwitch,
 	"netup":          helperNetUp,
 	"netup-noserver": helperNetUpNoServer,
+	"attachconsole":  helperAttachConsole,
 }
 
 func TestMain(m *testing.M) {

@@ -3,7 +3,9 @@
 package initsys
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -157,4 +159,37 @@ func TestConsolef(t *testing.T) {
 	if !strings.HasPrefix(string(b), "shoal-agent: booting pc01\n") || !strings.Contains(string(b), "msg=hi k=1") {
 		t.Errorf("console got %q", b)
 	}
+}
+
+// TestAttachConsole runs AttachConsole in a child (it replaces fds 0-2)
+// with a file as the console.
+func TestAttachConsole(t *testing.T) {
+	console := filepath.Join(t.TempDir(), "console")
+	if err := os.WriteFile(console, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), helperEnv+"=attachconsole", "SHOAL_TEST_CONSOLE="+console)
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+		t.Fatalf("helper: %v, wrote %q to its original stdout", err, out)
+	}
+	b, _ := os.ReadFile(console)
+	if string(b) != "to stdout\nto stderr\nshoal-agent: to console\n" {
+		t.Errorf("console got %q", b)
+	}
+}
+
+func helperAttachConsole() error {
+	ConsolePath = os.Getenv("SHOAL_TEST_CONSOLE")
+	if err := AttachConsole(); err != nil {
+		return err
+	}
+	fmt.Println("to stdout")
+	fmt.Fprintln(os.Stderr, "to stderr")
+	Consolef("to console")
+	return nil
 }
