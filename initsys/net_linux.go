@@ -108,7 +108,8 @@ func waitInterface(ctx context.Context, ifname string, log *slog.Logger) (string
 
 // pickInterface returns ifname once it exists and is up, or (ifname
 // empty) the first Ethernet interface with a carrier, setting every
-// candidate up so its carrier can be read. "" means not yet.
+// candidate up so its carrier can be read (the kernel reports no carrier
+// for a down link). "" means not yet.
 func pickInterface(ifname string) (string, error) {
 	if ifname != "" {
 		if _, err := os.Stat(filepath.Join(SysClassNet, ifname)); err != nil {
@@ -117,8 +118,10 @@ func pickInterface(ifname string) (string, error) {
 		return ifname, setLinkUp(ifname)
 	}
 	for _, name := range ethernetInterfaces() {
+		// One NIC that will not come up (say, missing firmware) must not
+		// stop us from using another.
 		if err := setLinkUp(name); err != nil {
-			return "", err
+			continue
 		}
 		if readSys(name, "carrier") == "1" {
 			return name, nil
