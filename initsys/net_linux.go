@@ -16,6 +16,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"golang.org/x/sys/unix"
 )
 
 // VendorClass is sent as DHCP option 60 so servers can tell the agent from
@@ -61,6 +62,9 @@ func NetUp(ctx context.Context, ifname, hostname string, log *slog.Logger) (Leas
 	}
 	ifname, err := waitInterface(ctx, ifname, log)
 	if err != nil {
+		return Lease{}, fmt.Errorf("net up: %w", err)
+	}
+	if err := waitRandom(ctx, log); err != nil {
 		return Lease{}, fmt.Errorf("net up: %w", err)
 	}
 	ack, err := dhcpLease(ctx, ifname, hostname, log)
@@ -149,6 +153,36 @@ func readSys(ifname, attr string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// waitRandom returns once the kernel's random number generator is ready.
+// The DHCP library draws each transaction ID with getrandom(GRND_NONBLOCK)
+// and, while the generator is not ready, waits passively for entropy: more
+// than two minutes on an idle QEMU/TCG VM without an RNG device (seen with
+// the Debian 6.1 cloud kernel). A blocking getrandom makes the kernel
+// gather jitter entropy itself (Linux 5.4+), which takes about a second.
+func waitRandom(ctx context.Context, log *slog.Logger) error {
+	var b [1]byte
+	if _, err := unix.Getrandom(b[:], unix.GRND_NONBLOCK); err == nil {
+		return nil
+	}
+	log.Info("waiting for the kernel's random number generator")
+	done := make(chan error, 1)
+	// The blocking call cannot be interrupted; if ctx ends first it is
+	// left behind, which is harmless in a process about to give up.
+	go func() {
+		_, err := unix.Getrandom(b[:], 0)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("getrandom: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kernel random number generator not ready: %w", ctx.Err())
+	}
 }
 
 // dhcpLease runs DISCOVER/OFFER/REQUEST/ACK on ifname until it gets an ACK
