@@ -45,6 +45,10 @@ lint: ## gofmt and go vet
 clean: ## remove build output
 	rm -rf bin
 
+.PHONY: demo
+demo: deps build ## a throwaway lab in network namespaces: 3 nodes, 2 QEMU machines boot diskless from them (root)
+	SHOAL_BIN=$(CURDIR)/$(BIN) scripts/demo.sh
+
 .PHONY: bench-fleet
 bench-fleet: build ## fleet benchmark in network namespaces (root): shoal vs central HTTP vs bound, N=5,10,20 (FLEET_NS="5", FLEET_BASELINE=0 for quick runs)
 	SHOAL_BIN=$(CURDIR)/$(BIN) bench/fleet.sh

@@ -106,6 +106,9 @@ func Run(ctx context.Context) error {
 	if err := initsys.MountBasics(); err != nil {
 		initsys.Consolef("mounting /proc /sys /dev /run failed: %v", err)
 	}
+	if err := initsys.AttachConsole(); err != nil {
+		initsys.Consolef("console as stdout/stderr: %v", err)
+	}
 	log := initsys.ConsoleLogger(slog.LevelInfo).With("agent", "shoal")
 	c, err := LoadConfig()
 	if err != nil {
@@ -113,7 +116,7 @@ func Run(ctx context.Context) error {
 	}
 	initsys.Consolef("starting: mac %s host %s group %s mode %s, servers %s", c.MAC, c.Hostname, c.Group, c.Mode, strings.Join(c.Servers, ","))
 	if err := initsys.LoadModules("/", modules...); err != nil {
-		initsys.Consolef("kernel modules (not all are needed): %v", err)
+		initsys.Consolef("some kernel modules were not loaded (fine unless the network or the mounts fail below): %v", err)
 	}
 	lease, err := retry(ctx, c, "network (DHCP)", func(ctx context.Context) (initsys.Lease, error) {
 		return initsys.NetUp(ctx, "", c.Hostname, log)

@@ -30,14 +30,14 @@ func BenchmarkDHCP(b *testing.B) {
 	client := l.client(1, labNet+".10/24", "")
 	site := l.client(2, labNet+".2/24", "")
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	dm := exec.CommandContext(ctx, "ip", "netns", "exec", site, "dnsmasq", "--no-daemon", "--port=0",
 		"--interface=eth0", "--bind-interfaces", "--dhcp-range="+labNet+".20,"+labNet+".250,255.255.255.0,1h",
 		"--dhcp-leasefile="+filepath.Join(b.TempDir(), "leases"), "--no-ping", "--user=root", "--group=root", "--pid-file=", "--quiet-dhcp")
 	if err := dm.Start(); err != nil {
+		cancel()
 		b.Fatal(err)
 	}
-	defer dm.Wait()
+	defer func() { cancel(); dm.Wait() }()
 	time.Sleep(500 * time.Millisecond)
 	b.ResetTimer()
 
