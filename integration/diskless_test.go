@@ -42,7 +42,13 @@ var (
 // image into RAM from the servers and from each other, verifies it,
 // loop-mounts it read-only under a tmpfs overlay and switches to the
 // image's init, which prints SHOAL-BOOTED with the hostname and image.
-func TestDisklessRAM(t *testing.T) {
+func TestDisklessRAM(t *testing.T) { disklessRAM(t, false) }
+
+// TestDisklessRAMServerKilled: the same, with one server node killed by
+// SIGKILL while the machines are fetching the image: all 3 still boot.
+func TestDisklessRAMServerKilled(t *testing.T) { disklessRAM(t, true) }
+
+func disklessRAM(t *testing.T, killDuringFetch bool) {
 	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs")
 	needFiles(t, testKernel)
 	initrd, image := buildBootFiles(t, 16)
@@ -54,6 +60,44 @@ func TestDisklessRAM(t *testing.T) {
 	vms := []vm{{name: "vm1", mac: "52:54:00:77:00:21"}, {name: "vm2", mac: "52:54:00:77:00:22"}, {name: "vm3", mac: "52:54:00:77:00:23"}}
 	for _, v := range vms {
 		l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
+	}
+	if killDuringFetch {
+		// Once every machine has loaded its agent initrd, the agents are
+		// seconds away from fetching: then kill the node every agent
+		// asks first.
+		victim, watcher := l.node("n1"), l.node("n2")
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			start := time.Now()
+			for time.Since(start) < 120*time.Second {
+				ready := 0
+				for _, v := range vms {
+					var c struct {
+						LastBoot []struct {
+							Steps map[string]time.Time `json:"steps"`
+						} `json:"last_boot"`
+					}
+					if l.getJSON(watcher.url("/v1/clients/"+v.mac), &c) == nil {
+						for _, r := range c.LastBoot {
+							if !r.Steps["agent"].IsZero() {
+								ready++
+								break
+							}
+						}
+					}
+				}
+				if ready == len(vms) {
+					time.Sleep(3 * time.Second)
+					victim.kill()
+					t.Logf("killed %s %.1fs after the machines started", victim.name, time.Since(start).Seconds())
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			t.Errorf("the machines never all fetched their agent initrd; %s not killed", victim.name)
+		}()
 	}
 	consoles := l.bootAll(t, vms, 240*time.Second)
 
