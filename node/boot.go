@@ -23,6 +23,7 @@ import (
 	"github.com/shoal-project/shoal/bootsvc"
 	"github.com/shoal-project/shoal/cluster"
 	"github.com/shoal-project/shoal/cluster/catalog"
+	"github.com/shoal-project/shoal/nbd"
 	"github.com/shoal-project/shoal/transfer"
 )
 
@@ -45,6 +46,10 @@ type BootConfig struct {
 	// image's own initrd then has to do everything). The node's own
 	// executable by default.
 	AgentBinary string
+	// NBDAddr is where image versions are exported read-only over NBD
+	// (host:port); empty means <Address>:10809 when Interface is set and
+	// off otherwise; "off" turns it off.
+	NBDAddr string
 	// Ports, for tests on loopback without the privileged ones; zero means
 	// the standard 67, 4011 and 69.
 	DHCPPort, PXEPort, TFTPPort int
@@ -61,6 +66,13 @@ func DefaultBootConfig() BootConfig {
 // interface and the HTTP listen address, and checks that boot clients can
 // reach the API at all.
 func (b *BootConfig) resolve(httpAddr string) error {
+	if b.NBDAddr == "off" {
+		b.NBDAddr = ""
+	} else if b.NBDAddr != "" {
+		if _, _, err := net.SplitHostPort(b.NBDAddr); err != nil {
+			return fmt.Errorf("nbd address %q: %w", b.NBDAddr, err)
+		}
+	}
 	if b.Interface == "" {
 		return nil
 	}
@@ -109,6 +121,9 @@ func (b *BootConfig) resolve(httpAddr string) error {
 			b.Interface, b.Address, httpAddr, port, b.Address, port)
 	}
 	b.DHCP.ServerIP = b.Address
+	if b.NBDAddr == "" {
+		b.NBDAddr = net.JoinHostPort(b.Address, strconv.Itoa(nbd.DefaultPort))
+	}
 	b.DHCP.HTTPBase = "http://" + net.JoinHostPort(b.Address, port)
 	if err := b.DHCP.Validate(); err != nil {
 		return err
@@ -362,6 +377,9 @@ func (a *api) bootBase(r *http.Request) string {
 
 func (b *bootServices) summary() string {
 	if b.dhcp == nil {
+		if b.cfg.NBDAddr != "" {
+			return "nbd=" + b.cfg.NBDAddr
+		}
 		return ""
 	}
 	s := fmt.Sprintf("interface=%s address=%s dhcp=%s tftp=%s", b.cfg.Interface, b.cfg.Address, b.cfg.DHCP.Mode, b.cfg.TFTP.Root)
@@ -370,6 +388,9 @@ func (b *bootServices) summary() string {
 	}
 	if b.cfg.RA {
 		s += " ra=on"
+	}
+	if b.cfg.NBDAddr != "" {
+		s += " nbd=" + b.cfg.NBDAddr
 	}
 	return s
 }

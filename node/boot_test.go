@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"github.com/shoal-project/shoal/bootsvc"
 	"github.com/shoal-project/shoal/cluster/catalog"
 	"github.com/shoal-project/shoal/node"
+	"github.com/shoal-project/shoal/node/nodetest"
 )
 
 // uploadBlob posts data as a blob and returns its catalogue description.
@@ -157,5 +159,46 @@ func checkAgentCPIO(t *testing.T, url, host, version string) {
 	got, err := os.Stat(filepath.Join(dir, "init"))
 	if err != nil || got.Size() != want.Size() || got.Mode().Perm() != 0o755 {
 		t.Errorf("init in the agent initrd: %v %v, want %d bytes mode 0755", got, err, want.Size())
+	}
+}
+
+// TestNBDExport: a stock client (qemu-img from qemu-utils) copies an image
+// version out of the node's NBD export byte for byte, by image name (the
+// current version) and by name@version-prefix; unknown names are refused.
+func TestNBDExport(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs qemu-img (qemu-utils)")
+		}
+		t.Skip("needs qemu-img (qemu-utils; make deps installs it)")
+	}
+	ip := fmt.Sprintf("127.251.%d.%d", os.Getpid()%250, ipSeq.Add(1))
+	base := nodetest.Start(t, "t1", ip, func(c *node.Config) { c.Boot.NBDAddr = ip + ":10809" })
+	data := strings.Repeat("squashfs-ish bytes ", 70000) // 1.3 MB, not a 4 KiB multiple
+	root := uploadBlob(t, base, data)
+	ver, _ := json.Marshal(map[string]any{
+		"id": root.ID, "size": root.Size, "sha256": root.ID, "format": "squashfs", "piece_length": root.PieceLength,
+		"blobs": []catalog.Blob{root}, "activate": true,
+	})
+	if code, body := do(t, "POST", base+"/v1/images/os/versions", string(ver)); code != 201 {
+		t.Fatalf("add version: %d %s", code, body)
+	}
+	for _, export := range []string{"os", "os@" + root.ID[:12]} {
+		out := filepath.Join(t.TempDir(), "copy.img")
+		cmd := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "raw", "nbd://"+ip+":10809/"+export, out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img convert %s: %v %s", export, err, b)
+		}
+		got, _ := os.ReadFile(out)
+		if len(got) < len(data) || string(got[:len(data)]) != data || strings.Trim(string(got[len(data):]), "\x00") != "" {
+			t.Errorf("export %s: %d bytes, not the image (%d bytes) plus zero padding", export, len(got), len(data))
+		}
+	}
+	if b, err := exec.Command("qemu-img", "info", "nbd://"+ip+":10809/nope").CombinedOutput(); err == nil {
+		t.Errorf("unknown export opened: %s", b)
+	}
+	_, metrics := do(t, "GET", base+"/metrics", "")
+	if !strings.Contains(metrics, `shoal_nbd_read_bytes_total{export="os"}`) {
+		t.Errorf("metrics lack NBD reads")
 	}
 }

@@ -128,6 +128,11 @@ func (n *Node) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	serveNBD, err := n.boot.listenNBD(n.cfg.Boot.NBDAddr, &nbdExports{cat: n.cluster.Catalog(), xfer: n.xfer}, n.reg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if err := n.xfer.Start(); err != nil {
 		ln.Close()
 		return err
@@ -152,6 +157,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.cluster.Run(gctx) })
 	g.Go(func() error { return n.xfer.Run(gctx) })
 	g.Go(func() error { return serveBoot(gctx) })
+	g.Go(func() error { return serveNBD(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		n.shutdown(srv)

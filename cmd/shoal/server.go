@@ -58,6 +58,7 @@ func serverDefaults() map[string]any {
 		"boot-default-group": "",
 		"tftp-root":          bd.TFTP.Root,
 		"boot-ra":            bd.RA,
+		"nbd-addr":           "",
 	}
 }
 
@@ -125,6 +126,7 @@ order of precedence.`,
 	f.String("boot-unknown", d["boot-unknown"].(string), "unknown MACs: ignore, or default-group (boot --boot-default-group)")
 	f.String("boot-default-group", "", "group unknown machines boot with --boot-unknown default-group")
 	f.String("tftp-root", d["tftp-root"].(string), "directory of first-stage iPXE binaries served over TFTP (Debian package ipxe)")
+	f.String("nbd-addr", "", "export image versions read-only over NBD here (default: <boot address>:10809 with --boot-interface; \"off\")")
 	f.Bool("boot-ra", true, "answer IPv6 router solicitations on the boot interface (spares iPXE a ~16 s wait)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
@@ -255,6 +257,7 @@ func bootConfig(v *viper.Viper) node.BootConfig {
 	b.DHCP.DefaultGroup = v.GetString("boot-default-group")
 	b.TFTP.Root = v.GetString("tftp-root")
 	b.RA = v.GetBool("boot-ra")
+	b.NBDAddr = v.GetString("nbd-addr")
 	return b
 }
 
