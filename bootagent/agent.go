@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/bootsvc"
+	"github.com/shoal-project/shoal/cluster/catalog"
 	"github.com/shoal-project/shoal/initsys"
 	"github.com/shoal-project/shoal/transfer"
 )
@@ -92,6 +93,8 @@ func applyCmdline(c *Config, cmdline string) {
 			c.Servers = strings.Split(v, ",")
 		case "shoal.init":
 			c.Init = v
+		case "shoal.mode":
+			c.Mode = catalog.BootMode(v)
 		case "shoal.seed-for":
 			if d, err := time.ParseDuration(v); err == nil {
 				c.SeedFor = d
@@ -125,6 +128,9 @@ func Run(ctx context.Context) error {
 		return err
 	}
 	initsys.Consolef("network: %s on %s, from DHCP server %s", lease.IP, lease.Interface, lease.ServerID)
+	if c.Mode == catalog.BootDisklessNBD {
+		return runNBD(ctx, c)
+	}
 	if err := mountTmpfs(imageDir); err != nil {
 		return err
 	}
@@ -213,6 +219,74 @@ func startSeeder(c Config, rep transfer.SyncReport, ip net.IP) {
 	initsys.Consolef("seeding %s to other machines for %s (pid %d)", rep.Image, c.SeedFor, cmd.Process.Pid)
 }
 
+// nbdDevice is the block device the NBD root is attached to.
+const nbdDevice = "/dev/nbd0"
+
+// runNBD is diskless-nbd: the image stays on the servers and is read over
+// NBD as needed. A child process (`shoal agent nbd-attach`) holds the
+// connection for the life of the machine (the kernel's ioctl interface
+// needs a process blocked in NBD_DO_IT), moving to the next server when
+// one dies.
+func runNBD(ctx context.Context, c Config) error {
+	if err := initsys.LoadModules("/", "nbd"); err != nil {
+		return fmt.Errorf("nbd module: %w", err)
+	}
+	export := c.Image
+	if c.Version != "" {
+		export += "@" + c.Version
+	}
+	var servers []string
+	for _, s := range c.Servers {
+		host, _, err := net.SplitHostPort(strings.TrimPrefix(s, "http://"))
+		if err != nil {
+			host = s
+		}
+		servers = append(servers, net.JoinHostPort(host, "10809"))
+	}
+	cmd := exec.Command("/proc/self/exe", "agent", "nbd-attach", "--device", nbdDevice, "--export", export,
+		"--server", strings.Join(servers, ","))
+	cmd.Stdout, cmd.Stderr = initsys.ConsoleWriter(), initsys.ConsoleWriter()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("nbd attach: %w", err)
+	}
+	initsys.Consolef("nbd: attaching %s from %s (pid %d)", export, strings.Join(servers, ","), cmd.Process.Pid)
+	if err := waitBlockDevice(ctx, nbdDevice, 60*time.Second); err != nil {
+		return err
+	}
+	fstype, err := fsType(nbdDevice)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	if _, err := initsys.MountOverlayRoot(nbdDevice, fstype, newRoot, stateDir, ""); err != nil {
+		return err
+	}
+	version := c.Version
+	if err := writeSettings(c, c.Image, version); err != nil {
+		return err
+	}
+	initsys.Consolef("switching to %s on %s over NBD (overlay: tmpfs over read-only %s)", c.Init, export, nbdDevice)
+	return initsys.SwitchRoot(newRoot, c.Init, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux"})
+}
+
+// waitBlockDevice waits until dev has a non-zero size in /sys/block.
+func waitBlockDevice(ctx context.Context, dev string, timeout time.Duration) error {
+	sizeFile := filepath.Join("/sys/block", filepath.Base(dev), "size")
+	deadline := time.Now().Add(timeout)
+	for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+		if b, err := os.ReadFile(sizeFile); err == nil && strings.TrimSpace(string(b)) != "0" {
+			return nil
+		}
+		if i > 0 && i%50 == 0 {
+			initsys.Consolef("nbd: still waiting for %s", dev)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("nbd: %s not attached within %s", dev, timeout)
+}
+
 // mountRoot loop-mounts the image read-only under a tmpfs overlay on
 // /newroot and writes the per-client settings into the overlay.
 func mountRoot(c Config, rep transfer.SyncReport) error {
@@ -231,13 +305,18 @@ func mountRoot(c Config, rep transfer.SyncReport) error {
 	if _, err := initsys.MountOverlayRoot(loop.Path, fstype, newRoot, stateDir, ""); err != nil {
 		return err
 	}
+	return writeSettings(c, rep.Image, rep.Version)
+}
+
+// writeSettings puts the per-client settings into the overlay.
+func writeSettings(c Config, image, version string) error {
 	host := c.Hostname
 	if host == "" {
 		host = "shoal-" + strings.ReplaceAll(c.MAC[9:], ":", "")
 	}
 	files := map[string]string{
 		"etc/hostname":        host + "\n",
-		"etc/shoal/image":     rep.Image + "@" + rep.Version + "\n",
+		"etc/shoal/image":     image + "@" + version + "\n",
 		"etc/shoal/boot.json": mustJSON(c.AgentConfig),
 	}
 	for name, body := range files {

@@ -186,3 +186,50 @@ func (l *lab) bootAll(t *testing.T, vms []vm, timeout time.Duration) []string {
 	}
 	return consoles
 }
+
+// TestDisklessNBD: 3 server nodes, 2 VMs booting at once in diskless-nbd
+// mode: the agent attaches the image read-only over NBD from a node (no
+// copy in RAM), puts the tmpfs overlay on top and switches to its init.
+func TestDisklessNBD(t *testing.T) {
+	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs")
+	needFiles(t, testKernel)
+	initrd, image := buildBootFiles(t, 16)
+	l := newLab(t, 3, fullDHCPFlags...)
+	leader := l.start()
+	version := writeImage(t, l, leader, "demo", image, testKernel, initrd)
+	l.cli(leader, "group", "add", "lab", "--image", "demo", "--boot-mode", "diskless-nbd")
+	waitHeld(t, l, leader, "demo", version)
+	vms := []vm{{name: "vm1", mac: "52:54:00:77:00:31"}, {name: "vm2", mac: "52:54:00:77:00:32"}}
+	for _, v := range vms {
+		l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
+	}
+	consoles := l.bootAll(t, vms, 240*time.Second)
+	for i, v := range vms {
+		c := consoles[i]
+		m := bootedRE.FindStringSubmatch(c)
+		if m == nil || m[1] != v.name || m[2] != "demo@"+version {
+			t.Errorf("%s: marker %q, want host=%s image=demo@%s; console tail:\n%s", v.name, m, v.name, version, tail(c, 40))
+		}
+		if r := rootRE.FindStringSubmatch(c); r == nil || r[1] != "rw" || r[2] != "ro" || r[3] != "overlay" {
+			t.Errorf("%s: root line %q, want overlay=rw lower=ro root=overlay", v.name, r)
+		}
+		if strings.Contains(c, "verified in RAM") {
+			t.Errorf("%s: fetched the image into RAM in nbd mode", v.name)
+		}
+	}
+	var read float64
+	for _, n := range l.running() {
+		_, body, _ := l.do("GET", n.url("/metrics"), nil)
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "shoal_nbd_read_bytes_total{") {
+				var v float64
+				fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
+				read += v
+			}
+		}
+	}
+	if read == 0 {
+		t.Errorf("no node served NBD reads")
+	}
+	t.Logf("nodes served %.1f MiB over NBD", read/(1<<20))
+}
