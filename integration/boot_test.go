@@ -40,7 +40,9 @@ func setupBootImage(t *testing.T, l *lab, n *node, kernel, initrd string) {
 	root := filepath.Join(dir, "root.img")
 	version := writeRandom(t, root, 1<<20, 7)
 	l.cli(n, "image", "import", "os", root, "--kernel", kernel, "--initrd", initrd, "--cmdline", "console=ttyS0 panic=-1", "--json")
-	l.cli(n, "group", "add", "lab", "--image", "os")
+	// Boot mode disk: no agent initrd, so the test initrd's own /init
+	// runs and prints the marker (the diskless modes are diskless_test.go).
+	l.cli(n, "group", "add", "lab", "--image", "os", "--boot-mode", "disk")
 	want := len(l.running())
 	l.waitFor(60*time.Second, "every node holds the image", func() (bool, string) {
 		var im struct {
