@@ -161,7 +161,7 @@ func waitHeld(t testing.TB, l *lab, n *node, name, version string) {
 }
 
 // bootAll boots the VMs at once (taps tap1..N) and returns their consoles.
-func (l *lab) bootAll(t *testing.T, vms []vm, timeout time.Duration) []string {
+func (l *lab) bootAll(t testing.TB, vms []vm, timeout time.Duration) []string {
 	t.Helper()
 	for i := range vms {
 		l.addTap(fmt.Sprintf("tap%d", i+1))

@@ -41,6 +41,9 @@ func (l *lab) boot(t *testing.T, v vm, tap string, timeout time.Duration) (strin
 }
 
 func (l *lab) addTap(tap string) {
+	if exec.Command("ip", "-n", l.lan, "link", "show", tap).Run() == nil {
+		return // made by an earlier boot in this lab
+	}
 	sh(l.tb, "ip", "-n", l.lan, "tuntap", "add", tap, "mode", "tap")
 	sh(l.tb, "ip", "-n", l.lan, "link", "set", tap, "master", "br0", "up")
 }
