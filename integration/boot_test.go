@@ -229,4 +229,21 @@ func TestPerfdhcp(t *testing.T) {
 	if err := l.getJSON(n1.url("/v1/leases"), &ls); err != nil || len(ls) == 0 || len(ls) > 50 {
 		t.Errorf("leases after perfdhcp: %d (%v), want 1..50", len(ls), err)
 	}
+	// --boot-unknown default-group registers every machine it answered.
+	l.waitFor(15*time.Second, "every leased MAC registered as a client of lab", func() (bool, string) {
+		var cs []struct{ MAC, Hostname, Group string }
+		if err := l.getJSON(n1.url("/v1/clients?group=lab"), &cs); err != nil {
+			return false, err.Error()
+		}
+		reg := map[string]bool{}
+		for _, c := range cs {
+			reg[c.MAC] = strings.HasPrefix(c.Hostname, "pc-")
+		}
+		for _, x := range ls {
+			if !reg[x.MAC] {
+				return false, fmt.Sprintf("%s not registered (%d clients)", x.MAC, len(cs))
+			}
+		}
+		return true, ""
+	})
 }

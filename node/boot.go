@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
@@ -151,6 +152,56 @@ type bootServices struct {
 	self   string
 	// xferOpen opens a blob complete on this node (transfer.Server.Open).
 	xferOpen func(id string) (*os.File, int64, error)
+
+	regMu       sync.Mutex
+	registering map[string]bool // MACs with an auto-registration in flight
+}
+
+// autoRegister writes a machine the catalogue does not know, answered
+// under the default group (--boot-unknown default-group), into the
+// catalogue as a client of that group, named pc-<mac hex>, so an operator
+// sees it and can rename or move it. In the background: the answer to the
+// machine never waits for the leader. Without a leader it is retried at
+// the machine's next DHCP packet.
+func (b *bootServices) autoRegister(d bootsvc.Decision) {
+	if b.cfg.DHCP.Unknown != bootsvc.UnknownDefaultGroup || d.Action == bootsvc.ActionIgnore || d.MAC == "" {
+		return
+	}
+	if _, ok := b.cl.Catalog().Client(d.MAC); ok {
+		return
+	}
+	b.regMu.Lock()
+	if b.registering == nil {
+		b.registering = map[string]bool{}
+	}
+	if b.registering[d.MAC] {
+		b.regMu.Unlock()
+		return
+	}
+	b.registering[d.MAC] = true
+	b.regMu.Unlock()
+	go func() {
+		defer func() {
+			b.regMu.Lock()
+			delete(b.registering, d.MAC)
+			b.regMu.Unlock()
+		}()
+		c := catalog.Client{MAC: d.MAC, Hostname: "pc-" + strings.ReplaceAll(d.MAC, ":", ""), Group: b.cfg.DHCP.DefaultGroup}
+		cmd, err := catalog.NewCommand(catalog.CmdClientCreate, time.Now().Unix(), c)
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		switch _, err := b.cl.Apply(ctx, cmd); {
+		case err == nil:
+			b.log.Info("registered an unknown machine in the default group", "mac", d.MAC, "hostname", c.Hostname, "group", c.Group)
+		case errors.Is(err, catalog.ErrConflict):
+			// another node registered it first
+		default:
+			b.log.Warn("could not register an unknown machine (retried at its next DHCP packet)", "mac", d.MAC, "err", err)
+		}
+	}()
 }
 
 func newBootServices(cfg BootConfig, cl *cluster.Cluster, xfer *transfer.Server, self string, reg prometheus.Registerer, log *slog.Logger) (*bootServices, error) {
@@ -167,7 +218,10 @@ func newBootServices(cfg BootConfig, cl *cluster.Cluster, xfer *transfer.Server,
 		return nil, err
 	}
 	h.SetLeases(catalogLeases{cl: cl})
-	h.SetObserver(b.events.dhcp)
+	h.SetObserver(func(d bootsvc.Decision) {
+		b.events.dhcp(d)
+		b.autoRegister(d)
+	})
 	b.dhcp = h
 	if b.tftp, err = bootsvc.NewTFTPServer(cfg.TFTP, log.With("service", "tftp")); err != nil {
 		return nil, fmt.Errorf("%w (Debian: apt-get install ipxe; or --tftp-root DIR)", err)
