@@ -107,19 +107,19 @@ func applyCmdline(c *Config, cmdline string) {
 // returns only with an error after every retry failed.
 func Run(ctx context.Context) error {
 	if err := initsys.MountBasics(); err != nil {
-		initsys.Consolef("mounting /proc /sys /dev /run failed: %v", err)
+		say("mounting /proc /sys /dev /run failed: %v", err)
 	}
 	if err := initsys.AttachConsole(); err != nil {
-		initsys.Consolef("console as stdout/stderr: %v", err)
+		say("console as stdout/stderr: %v", err)
 	}
 	log := initsys.ConsoleLogger(slog.LevelInfo).With("agent", "shoal")
 	c, err := LoadConfig()
 	if err != nil {
 		return err
 	}
-	initsys.Consolef("starting: mac %s host %s group %s mode %s, servers %s", c.MAC, c.Hostname, c.Group, c.Mode, strings.Join(c.Servers, ","))
+	say("starting: mac %s host %s group %s mode %s, servers %s", c.MAC, c.Hostname, c.Group, c.Mode, strings.Join(c.Servers, ","))
 	if err := initsys.LoadModules("/", modules...); err != nil {
-		initsys.Consolef("some kernel modules were not loaded (fine unless the network or the mounts fail below): %v", err)
+		say("some kernel modules were not loaded (fine unless the network or the mounts fail below): %v", err)
 	}
 	lease, err := retry(ctx, c, "network (DHCP)", func(ctx context.Context) (initsys.Lease, error) {
 		return initsys.NetUp(ctx, "", c.Hostname, log)
@@ -127,7 +127,7 @@ func Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	initsys.Consolef("network: %s on %s, from DHCP server %s", lease.IP, lease.Interface, lease.ServerID)
+	say("network: %s on %s, from DHCP server %s", lease.IP, lease.Interface, lease.ServerID)
 	if c.Mode == catalog.BootDisklessNBD {
 		return runNBD(ctx, c)
 	}
@@ -140,13 +140,13 @@ func Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	initsys.Consolef("image %s@%.12s verified in RAM: %d MiB in %.1fs, %d MiB from peers %s",
+	say("image %s@%.12s verified in RAM: %d MiB in %.1fs, %d MiB from peers %s",
 		rep.Image, rep.Version, rep.Size>>20, rep.Seconds, rep.Fetched>>20, strings.Join(rep.PeersUsed, ","))
 	startSeeder(c, rep, lease.IP)
 	if err := mountRoot(c, rep); err != nil {
 		return err
 	}
-	initsys.Consolef("switching to %s on the image (overlay: tmpfs over read-only %s)", c.Init, rep.Image)
+	say("switching to %s on the image (overlay: tmpfs over read-only %s)", c.Init, rep.Image)
 	return initsys.SwitchRoot(newRoot, c.Init, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux"})
 }
 
@@ -162,7 +162,7 @@ func retry[T any](ctx context.Context, c Config, what string, f func(context.Con
 		if err == nil {
 			return v, nil
 		}
-		initsys.Consolef("%s failed (attempt %d of %d): %v", what, i, c.Attempts, err)
+		say("%s failed (attempt %d of %d): %v", what, i, c.Attempts, err)
 		if i >= c.Attempts || ctx.Err() != nil {
 			return zero, fmt.Errorf("%s: giving up after %d attempts: %w", what, i, err)
 		}
@@ -192,7 +192,7 @@ func fetch(ctx context.Context, c Config, ip net.IP, log *slog.Logger) (transfer
 				return
 			}
 			last = time.Now()
-			initsys.Consolef("%s: %d/%d MiB, %d peers", p.Phase, p.Done>>20, p.Total>>20, p.Peers)
+			say("%s: %d/%d MiB, %d peers", p.Phase, p.Done>>20, p.Total>>20, p.Peers)
 		},
 	})
 }
@@ -213,10 +213,10 @@ func startSeeder(c Config, rep transfer.SyncReport, ip net.IP) {
 	cmd := exec.Command("/proc/self/exe", args...)
 	cmd.Stdout, cmd.Stderr = initsys.ConsoleWriter(), initsys.ConsoleWriter()
 	if err := cmd.Start(); err != nil {
-		initsys.Consolef("seeder not started (boot continues): %v", err)
+		say("seeder not started (boot continues): %v", err)
 		return
 	}
-	initsys.Consolef("seeding %s to other machines for %s (pid %d)", rep.Image, c.SeedFor, cmd.Process.Pid)
+	say("seeding %s to other machines for %s (pid %d)", rep.Image, c.SeedFor, cmd.Process.Pid)
 }
 
 // nbdDevice is the block device the NBD root is attached to.
@@ -249,7 +249,7 @@ func runNBD(ctx context.Context, c Config) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("nbd attach: %w", err)
 	}
-	initsys.Consolef("nbd: attaching %s from %s (pid %d)", export, strings.Join(servers, ","), cmd.Process.Pid)
+	say("nbd: attaching %s from %s (pid %d)", export, strings.Join(servers, ","), cmd.Process.Pid)
 	if err := waitBlockDevice(ctx, nbdDevice, 60*time.Second); err != nil {
 		return err
 	}
@@ -267,7 +267,7 @@ func runNBD(ctx context.Context, c Config) error {
 	if err := writeSettings(c, c.Image, version); err != nil {
 		return err
 	}
-	initsys.Consolef("switching to %s on %s over NBD (overlay: tmpfs over read-only %s)", c.Init, export, nbdDevice)
+	say("switching to %s on %s over NBD (overlay: tmpfs over read-only %s)", c.Init, export, nbdDevice)
 	return initsys.SwitchRoot(newRoot, c.Init, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux"})
 }
 
@@ -280,7 +280,7 @@ func waitBlockDevice(ctx context.Context, dev string, timeout time.Duration) err
 			return nil
 		}
 		if i > 0 && i%50 == 0 {
-			initsys.Consolef("nbd: still waiting for %s", dev)
+			say("nbd: still waiting for %s", dev)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -372,13 +372,25 @@ func mountTmpfs(dir string) error {
 // never exit: the kernel would panic.
 func Main() {
 	err := Run(context.Background())
-	initsys.Consolef("boot failed: %v", err)
-	initsys.Consolef("rebooting in 10 seconds to start over")
+	say("boot failed: %v", err)
+	say("rebooting in 10 seconds to start over")
 	time.Sleep(10 * time.Second)
 	if err := initsys.Reboot(); err != nil {
-		initsys.Consolef("reboot: %v", err)
+		say("reboot: %v", err)
 	}
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// say prints a console line with the seconds since the kernel started, so
+// a boot's console is its own timeline.
+func say(format string, args ...any) {
+	up := ""
+	if b, err := os.ReadFile("/proc/uptime"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			up = "[" + f[0] + "s] "
+		}
+	}
+	initsys.Consolef(up+format, args...)
 }
