@@ -18,6 +18,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "agent", Short: "Client-side commands: keep a machine's image in sync with the catalogue"}
 	cmd.AddCommand(newSyncCmd())
+	cmd.AddCommand(newNBDAttachCmd())
 	return cmd
 }
 
