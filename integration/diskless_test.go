@@ -233,3 +233,50 @@ func TestDisklessNBD(t *testing.T) {
 	}
 	t.Logf("nodes served %.1f MiB over NBD", read/(1<<20))
 }
+
+// TestDisklessNBDServerKilled: a VM runs from an NBD root with one
+// connection to each of the 3 nodes; one node is killed while the machine
+// is up, and the machine then reads its whole 16 MiB /big and checks its
+// md5: the read goes on through the other connections.
+func TestDisklessNBDServerKilled(t *testing.T) {
+	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs")
+	needFiles(t, testKernel)
+	initrd, image := buildBootFiles(t, 16)
+	l := newLab(t, 3, fullDHCPFlags...)
+	leader := l.start()
+	version := writeImage(t, l, leader, "demo", image, testKernel, initrd)
+	l.cli(leader, "group", "add", "lab", "--image", "demo", "--boot-mode", "diskless-nbd", "--kernel-args", "shoal.readbig=4")
+	waitHeld(t, l, leader, "demo", version)
+	v := vm{name: "vm1", mac: "52:54:00:77:00:41"}
+	l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
+	l.addTap("tap1")
+	live := &liveConsole{}
+	victim := l.node("n1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 2400 && !strings.Contains(live.String(), "SHOAL-WAIT"); i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if strings.Contains(live.String(), "SHOAL-WAIT") {
+			victim.kill()
+			t.Logf("killed %s while the machine was up", victim.name)
+		}
+	}()
+	console, took, err := l.runVMLive(v, "tap1", 240*time.Second, live)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if victim.running() {
+		t.Fatalf("%s was not killed (no SHOAL-WAIT); console tail:\n%s", victim.name, tail(console, 30))
+	}
+	m := regexp.MustCompile(`SHOAL-READ big=(\S+) from=(\S+) to=(\S+)`).FindStringSubmatch(console)
+	if m == nil || m[1] != "ok" {
+		t.Fatalf("read after the kill: %q; console tail:\n%s", m, tail(console, 30))
+	}
+	var from, to float64
+	fmt.Sscan(m[2], &from)
+	fmt.Sscan(m[3], &to)
+	t.Logf("16 MiB read with a node killed took %.1fs (machine up %.1fs in all)", to-from, took.Seconds())
+}

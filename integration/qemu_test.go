@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -48,8 +49,30 @@ func (l *lab) addTap(tap string) {
 	sh(l.tb, "ip", "-n", l.lan, "link", "set", tap, "master", "br0", "up")
 }
 
+// liveConsole is a console buffer another goroutine may read while the VM runs.
+type liveConsole struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (c *liveConsole) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Write(p)
+}
+
+func (c *liveConsole) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
 // runVM is boot without the test plumbing, safe to call from goroutines.
 func (l *lab) runVM(v vm, tap string, timeout time.Duration) (string, time.Duration, error) {
+	return l.runVMLive(v, tap, timeout, &liveConsole{})
+}
+
+func (l *lab) runVMLive(v vm, tap string, timeout time.Duration, out *liveConsole) (string, time.Duration, error) {
 	args := []string{"netns", "exec", l.lan, "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", "512", "-smp", "1",
 		"-nographic", "-no-reboot", "-boot", "n",
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
@@ -69,14 +92,13 @@ func (l *lab) runVM(v vm, tap string, timeout time.Duration) (string, time.Durat
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	start := time.Now()
 	err := cmd.Run()
 	took := time.Since(start)
 	console := out.String()
 	if dir := os.Getenv("SHOAL_IT_LOG_DIR"); dir != "" {
-		os.WriteFile(filepath.Join(dir, v.name+".console"), out.Bytes(), 0o644)
+		os.WriteFile(filepath.Join(dir, v.name+".console"), []byte(console), 0o644)
 	}
 	if ctx.Err() != nil {
 		return console, took, fmt.Errorf("%s: no power-off within %s; console tail:\n%s", v.name, timeout, tail(console, 30))
