@@ -16,12 +16,14 @@
 package bootagent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,6 +144,7 @@ func Run(ctx context.Context) error {
 	}
 	say("image %s@%.12s verified in RAM: %d MiB in %.1fs, %d MiB from peers %s",
 		rep.Image, rep.Version, rep.Size>>20, rep.Seconds, rep.Fetched>>20, strings.Join(rep.PeersUsed, ","))
+	report(ctx, c, rep)
 	startSeeder(c, rep, lease.IP)
 	if err := mountRoot(c, rep); err != nil {
 		return err
@@ -393,4 +396,25 @@ func say(format string, args ...any) {
 		}
 	}
 	initsys.Consolef(up+format, args...)
+}
+
+// report tells the server that resolved the image how the fetch went (the
+// node counts which peers were servers and which were other machines). A
+// failure only costs the statistics.
+func report(ctx context.Context, c Config, rep transfer.SyncReport) {
+	body, _ := json.Marshal(map[string]any{"image": rep.Image, "version": rep.Version, "seconds": rep.Seconds,
+		"bytes_fetched": rep.Fetched, "peers_used": rep.PeersUsed})
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(rep.Server, "/")+"/v1/boot/report/"+c.MAC, bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		say("fetch report to %s not sent: %v", rep.Server, err)
+		return
+	}
+	resp.Body.Close()
 }

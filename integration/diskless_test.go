@@ -131,6 +131,22 @@ func disklessRAM(t *testing.T, killDuringFetch bool) {
 	if fromClients == 0 {
 		t.Errorf("no VM got pieces from another VM; every byte came from the servers")
 	}
+	// The nodes know it too: the agents report their peers after the fetch.
+	var clientPeers float64
+	for _, n := range l.running() {
+		_, body, _ := l.do("GET", n.url("/metrics"), nil)
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, `shoal_boot_fetch_peers_total{kind="client"} `) {
+				var v float64
+				fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
+				clientPeers += v
+			}
+		}
+	}
+	if clientPeers == 0 {
+		t.Errorf("the nodes' metrics show no machine that got pieces from another machine")
+	}
+	t.Logf("agents reported %.0f client peers to the nodes", clientPeers)
 }
 
 // writeImage imports a root image with kernel and initrd and returns the

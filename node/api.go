@@ -85,6 +85,7 @@ func (a *api) handler(internal http.Handler) http.Handler {
 		{"GET /v1/blobs", a.listBlobs},
 		{"GET /v1/leases", a.listLeases},
 		{"GET /v1/boot/last/{mac}", a.localBoot},
+		{"POST /v1/boot/report/{mac}", a.bootReport},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.wrap(rt.pattern, rt.h))

@@ -105,6 +105,21 @@ func TestHTTPBoot(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// An agent's fetch report: its own node's address counts as a server,
+	// anything else as another machine.
+	host := strings.TrimPrefix(strings.Split(base, ":")[1], "//")
+	code, body = do(t, "POST", base+"/v1/boot/report/52:54:00:77:00:01",
+		`{"image":"os","version":"`+root.ID+`","seconds":1.5,"bytes_fetched":1048576,"peers_used":["`+host+`:7482","10.9.9.9:7483","10.9.9.8:7483"]}`)
+	if code != 200 || !strings.Contains(body, `"clients": 2`) || !strings.Contains(body, `"servers": 1`) {
+		t.Errorf("fetch report: %d %s", code, body)
+	}
+	if code, _ := do(t, "POST", base+"/v1/boot/report/52:54:00:77:00:01", `{"peers_used":"x"}`); code != 400 {
+		t.Errorf("malformed fetch report: %d, want 400", code)
+	}
+	_, metrics = do(t, "GET", base+"/metrics", "")
+	if !strings.Contains(metrics, `shoal_boot_fetch_peers_total{kind="client"} 2`) {
+		t.Errorf("metrics lack the reported client peers")
+	}
 	if code, body := do(t, "GET", base+"/v1/leases", ""); code != 200 || strings.TrimSpace(body) != "[]" {
 		t.Errorf("leases: %d %s", code, body)
 	}

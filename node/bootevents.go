@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -22,6 +24,7 @@ type bootEvents struct {
 	mu      sync.Mutex
 	byMAC   map[string]*BootRecord
 	counter *prometheus.CounterVec
+	peers   *prometheus.CounterVec
 }
 
 // maxBootRecords bounds the memory a flood of forged MACs can take; the
@@ -48,7 +51,11 @@ func newBootEvents(self string, reg prometheus.Registerer) *bootEvents {
 		Name: "shoal_boot_events_total",
 		Help: "Boot steps served by this node, per client MAC: dhcp-offer, dhcp-ack, dhcp-nak, dhcp-ignore (with reason), script, kernel, initrd; result is the reason or HTTP status.",
 	}, []string{"mac", "event", "result"})
-	reg.MustRegister(e.counter)
+	e.peers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_boot_fetch_peers_total",
+		Help: "Peers that sent image pieces to diskless agents, as the agents reported after their fetch: kind server or client (another machine).",
+	}, []string{"kind"})
+	reg.MustRegister(e.counter, e.peers)
 	return e
 }
 
@@ -159,4 +166,57 @@ func (a *api) lastBoot(ctx context.Context, mac string) []BootRecord {
 	wg.Wait()
 	sort.Slice(out, func(i, j int) bool { return out[i].Last.After(out[j].Last) })
 	return out
+}
+
+// FetchReport is what a diskless agent reports after it fetched its image
+// (POST /v1/boot/report/{mac}).
+type FetchReport struct {
+	Image     string   `json:"image"`
+	Version   string   `json:"version"`
+	Seconds   float64  `json:"seconds"`
+	Fetched   int64    `json:"bytes_fetched"`
+	PeersUsed []string `json:"peers_used"`
+}
+
+// bootReport records an agent's fetch report: which of its peers were
+// server nodes and which were other machines.
+func (a *api) bootReport(r *http.Request) (int, any, error) {
+	mac, err := catalog.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		return 0, nil, err
+	}
+	var rep FetchReport
+	if err := decode(r, &rep); err != nil {
+		return 0, nil, err
+	}
+	servers := map[string]bool{}
+	addrs := []string{}
+	for _, m := range a.cl.AliveMembers() {
+		addrs = append(addrs, m.HTTPAddr())
+	}
+	for _, n := range a.cat.Nodes() { // also servers that died meanwhile
+		addrs = append(addrs, n.HTTPAddr)
+	}
+	for _, addr := range addrs {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			servers[host] = true
+		}
+	}
+	var fromServers, fromClients int
+	for _, p := range rep.PeersUsed {
+		host, _, err := net.SplitHostPort(p)
+		if err != nil {
+			continue
+		}
+		if servers[host] {
+			fromServers++
+		} else {
+			fromClients++
+		}
+	}
+	a.boot.events.peers.WithLabelValues("server").Add(float64(fromServers))
+	a.boot.events.peers.WithLabelValues("client").Add(float64(fromClients))
+	detail := fmt.Sprintf("%s@%.12s: %d MiB in %.1fs from %d servers and %d other machines", rep.Image, rep.Version, rep.Fetched>>20, rep.Seconds, fromServers, fromClients)
+	a.boot.events.update(mac, "fetched", "ok", func(b *BootRecord) { b.Detail = detail })
+	return http.StatusOK, map[string]any{"servers": fromServers, "clients": fromClients}, nil
 }
