@@ -203,7 +203,7 @@ func (l *lab) bootAll(t testing.TB, vms []vm, timeout time.Duration) []string {
 	return consoles
 }
 
-// TestDisklessNBD: 3 server nodes, 2 VMs booting at once in diskless-nbd
+// TestDisklessNBD: 3 server nodes, 3 VMs booting at once in diskless-nbd
 // mode: the agent attaches the image read-only over NBD from a node (no
 // copy in RAM), puts the tmpfs overlay on top and switches to its init.
 func TestDisklessNBD(t *testing.T) {
@@ -215,7 +215,7 @@ func TestDisklessNBD(t *testing.T) {
 	version := writeImage(t, l, leader, "demo", image, testKernel, initrd)
 	l.cli(leader, "group", "add", "lab", "--image", "demo", "--boot-mode", "diskless-nbd")
 	waitHeld(t, l, leader, "demo", version)
-	vms := []vm{{name: "vm1", mac: "52:54:00:77:00:31"}, {name: "vm2", mac: "52:54:00:77:00:32"}}
+	vms := []vm{{name: "vm1", mac: "52:54:00:77:00:31"}, {name: "vm2", mac: "52:54:00:77:00:32"}, {name: "vm3", mac: "52:54:00:77:00:33"}}
 	for _, v := range vms {
 		l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
 	}
