@@ -77,6 +77,11 @@ func LoadConfig() (Config, error) {
 	if c.MAC == "" {
 		return c, errors.New("no MAC: neither " + configPath + " nor shoal.mac= on the kernel command line")
 	}
+	mac, err := catalog.NormalizeMAC(c.MAC)
+	if err != nil {
+		return c, fmt.Errorf("MAC %q: %w", c.MAC, err)
+	}
+	c.MAC = mac
 	if len(c.Servers) == 0 {
 		return c, errors.New("no servers: neither " + configPath + " nor shoal.servers= on the kernel command line")
 	}
@@ -374,6 +379,17 @@ func mountTmpfs(dir string) error {
 // read, and reboot (PXE starts over, maybe from another node). PID 1 must
 // never exit: the kernel would panic.
 func Main() {
+	defer func() {
+		if p := recover(); p != nil {
+			say("boot failed: internal error: %v", p)
+			say("rebooting in 10 seconds to start over")
+			time.Sleep(10 * time.Second)
+			initsys.Reboot()
+			for {
+				time.Sleep(time.Hour)
+			}
+		}
+	}()
 	err := Run(context.Background())
 	say("boot failed: %v", err)
 	say("rebooting in 10 seconds to start over")

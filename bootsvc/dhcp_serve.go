@@ -75,6 +75,11 @@ func (h *Handler) handlePacket(conn net.PacketConn, peer net.Addr, req *dhcpv4.D
 		return
 	}
 	dst := ReplyAddr(req, peer)
+	if resp.MessageType() == dhcpv4.MessageTypeNak && (req.GatewayIPAddr == nil || req.GatewayIPAddr.IsUnspecified()) {
+		// RFC 2131 4.1: a NAK is broadcast when there is no relay, also
+		// to a renewing client (its address is the one being refused).
+		dst = &net.UDPAddr{IP: net.IPv4bcast, Port: ClientPort}
+	}
 	if _, err := conn.WriteTo(resp.ToBytes(), dst); err != nil {
 		log.Warn("dhcp send failed", "dst", dst.String(), "err", err)
 		return

@@ -67,7 +67,8 @@ func DefaultBootConfig() BootConfig {
 // interface and the HTTP listen address, and checks that boot clients can
 // reach the API at all.
 func (b *BootConfig) resolve(httpAddr string) error {
-	if b.NBDAddr == "off" {
+	nbdOff := b.NBDAddr == "off"
+	if nbdOff {
 		b.NBDAddr = ""
 	} else if b.NBDAddr != "" {
 		if _, _, err := net.SplitHostPort(b.NBDAddr); err != nil {
@@ -122,7 +123,7 @@ func (b *BootConfig) resolve(httpAddr string) error {
 			b.Interface, b.Address, httpAddr, port, b.Address, port)
 	}
 	b.DHCP.ServerIP = b.Address
-	if b.NBDAddr == "" {
+	if b.NBDAddr == "" && !nbdOff {
 		b.NBDAddr = net.JoinHostPort(b.Address, strconv.Itoa(nbd.DefaultPort))
 	}
 	b.DHCP.HTTPBase = "http://" + net.JoinHostPort(b.Address, port)
@@ -163,6 +164,10 @@ type bootServices struct {
 // sees it and can rename or move it. In the background: the answer to the
 // machine never waits for the leader. Without a leader it is retried at
 // the machine's next DHCP packet.
+// maxRegistering bounds the registrations in flight: a flood of forged
+// MACs waits for the machine's next packet instead of piling up goroutines.
+const maxRegistering = 64
+
 func (b *bootServices) autoRegister(d bootsvc.Decision) {
 	if b.cfg.DHCP.Unknown != bootsvc.UnknownDefaultGroup || d.Action == bootsvc.ActionIgnore || d.MAC == "" {
 		return
@@ -174,7 +179,7 @@ func (b *bootServices) autoRegister(d bootsvc.Decision) {
 	if b.registering == nil {
 		b.registering = map[string]bool{}
 	}
-	if b.registering[d.MAC] {
+	if b.registering[d.MAC] || len(b.registering) >= maxRegistering {
 		b.regMu.Unlock()
 		return
 	}
@@ -197,7 +202,9 @@ func (b *bootServices) autoRegister(d bootsvc.Decision) {
 		case err == nil:
 			b.log.Info("registered an unknown machine in the default group", "mac", d.MAC, "hostname", c.Hostname, "group", c.Group)
 		case errors.Is(err, catalog.ErrConflict):
-			// another node registered it first
+			if _, ok := b.cl.Catalog().Client(d.MAC); !ok {
+				b.log.Warn("could not register an unknown machine: its generated hostname is taken", "mac", d.MAC, "hostname", c.Hostname, "err", err)
+			} // else another node registered it first
 		default:
 			b.log.Warn("could not register an unknown machine (retried at its next DHCP packet)", "mac", d.MAC, "err", err)
 		}
@@ -205,7 +212,8 @@ func (b *bootServices) autoRegister(d bootsvc.Decision) {
 }
 
 func newBootServices(cfg BootConfig, cl *cluster.Cluster, xfer *transfer.Server, self string, reg prometheus.Registerer, log *slog.Logger) (*bootServices, error) {
-	b := &bootServices{cfg: cfg, cl: cl, log: log, self: self, events: newBootEvents(self, reg), xferOpen: xfer.Open}
+	known := func(mac string) bool { _, ok := cl.Catalog().Client(mac); return ok }
+	b := &bootServices{cfg: cfg, cl: cl, log: log, self: self, events: newBootEvents(self, known, reg), xferOpen: xfer.Open}
 	b.raSent = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "shoal_boot_ra_sent_total", Help: "IPv6 router advertisements sent in answer to solicitations.",
 	})
@@ -317,6 +325,10 @@ func (b *bootServices) handler(base func(*http.Request) string, blobs http.Handl
 		id := r.PathValue("id")
 		if err != nil {
 			http.Error(w, "mac: want aa-bb-cc-dd-ee-ff", http.StatusBadRequest)
+			return
+		}
+		if !transfer.ValidID(id) {
+			http.Error(w, "no such blob", http.StatusNotFound)
 			return
 		}
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}

@@ -72,6 +72,9 @@ func TestHTTPBoot(t *testing.T) {
 	if code, _ := do(t, "GET", base+"/v1/boot/blobs/52-54-00-77-00-01/"+strings.Repeat("0", 64), ""); code != 404 {
 		t.Errorf("unknown blob: %d, want 404", code)
 	}
+	if code, _ := do(t, "GET", base+"/v1/boot/blobs/52-54-00-77-00-01/garbage", ""); code != 404 {
+		t.Errorf("malformed blob id: %d, want 404", code)
+	}
 	if code, _ := do(t, "GET", base+"/v1/boot/blobs/not-a-mac/"+kernel.ID, ""); code != 400 {
 		t.Errorf("bad mac: %d, want 400", code)
 	}
@@ -100,6 +103,8 @@ func TestHTTPBoot(t *testing.T) {
 		`shoal_boot_events_total{event="kernel",mac="52:54:00:77:00:01",result="200"} 1`,
 		`shoal_boot_events_total{event="initrd",mac="52:54:00:77:00:01",result="404"} 1`,
 		`shoal_boot_events_total{event="initrd",mac="52:54:00:77:00:01",result="200"} 1`,
+		// an unregistered MAC gets no series of its own
+		`shoal_boot_events_total{event="script",mac="",result="200"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
@@ -141,6 +146,25 @@ func TestBootConfigValidation(t *testing.T) {
 	cfg.Cluster.HTTPAddr = "127.0.0.3:7480"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--http-addr 0.0.0.0:7480") {
 		t.Errorf("unreachable API: %v", err)
+	}
+	// With an interface, NBD defaults to the boot address, unless "off".
+	for nbdAddr, want := range map[string]string{"": "127.0.0.1:10809", "off": "", "127.0.0.1:10900": "127.0.0.1:10900"} {
+		c := node.DefaultConfig()
+		c.Boot.Interface, c.Boot.NBDAddr = "lo", nbdAddr
+		c.Cluster.DataDir = t.TempDir()
+		c.Cluster.HTTPAddr = "0.0.0.0:7480"
+		c.Cluster.Advertise = "127.0.0.1"
+		c.Logger = nil
+		if err := c.Validate(); err != nil {
+			t.Fatalf("nbd %q: %v", nbdAddr, err)
+		}
+		n, err := node.New(c)
+		if err != nil {
+			t.Fatalf("nbd %q: %v", nbdAddr, err)
+		}
+		if got := n.BootConfig().NBDAddr; got != want {
+			t.Errorf("--nbd-addr %q with an interface: %q, want %q", nbdAddr, got, want)
+		}
 	}
 }
 

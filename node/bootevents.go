@@ -20,7 +20,10 @@ import (
 // Raft writes, and any node may answer any step. `client show` asks every
 // live node and merges (lastBoot).
 type bootEvents struct {
-	self    string
+	self string
+	// known says whether a MAC is a catalogue client: only those get their
+	// own metric series, so forged MACs cannot grow /metrics.
+	known   func(mac string) bool
 	mu      sync.Mutex
 	byMAC   map[string]*BootRecord
 	counter *prometheus.CounterVec
@@ -45,11 +48,11 @@ type BootRecord struct {
 	Detail string               `json:"detail,omitempty"`
 }
 
-func newBootEvents(self string, reg prometheus.Registerer) *bootEvents {
-	e := &bootEvents{self: self, byMAC: map[string]*BootRecord{}}
+func newBootEvents(self string, known func(string) bool, reg prometheus.Registerer) *bootEvents {
+	e := &bootEvents{self: self, known: known, byMAC: map[string]*BootRecord{}}
 	e.counter = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_boot_events_total",
-		Help: "Boot steps served by this node, per client MAC: dhcp-offer, dhcp-ack, dhcp-nak, dhcp-ignore (with reason), script, kernel, initrd; result is the reason or HTTP status.",
+		Help: "Boot steps served by this node, per client MAC (empty for MACs the catalogue does not know): dhcp-offer, dhcp-ack, dhcp-nak, dhcp-ignore (with reason), script, kernel, initrd, agent, fetched; result is the reason or HTTP status.",
 	}, []string{"mac", "event", "result"})
 	e.peers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_boot_fetch_peers_total",
@@ -91,7 +94,11 @@ func (e *bootEvents) record(mac, step, result, remote string) {
 }
 
 func (e *bootEvents) update(mac, step, result string, f func(*BootRecord)) {
-	e.counter.WithLabelValues(mac, step, result).Inc()
+	label := mac
+	if e.known != nil && !e.known(mac) {
+		label = ""
+	}
+	e.counter.WithLabelValues(label, step, result).Inc()
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -60,8 +60,19 @@ func (e *nbdExports) Lookup(name string) (nbd.Export, bool) {
 // served (transfer.Server.Open checks), so a client never reads a piece
 // that is not verified.
 func (e *nbdExports) open(id string) (*os.File, error) {
+	held := map[string]bool{}
+	for _, h := range e.xfer.Have() {
+		held[h] = true
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// A blob no longer held (its version removed and collected) is not
+	// exported to new clients. Its cached file stays open: machines that
+	// run from it still read through it (nbd.Export has no close hook to
+	// count them), so its disk space comes back when the node restarts.
+	if !held[id] {
+		return nil, fmt.Errorf("blob %s is not complete here", id)
+	}
 	if f := e.files[id]; f != nil {
 		return f, nil
 	}

@@ -110,6 +110,9 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// BootConfig is the boot configuration as resolved (addresses filled in).
+func (n *Node) BootConfig() BootConfig { return n.cfg.Boot }
+
 // Cluster gives tests and embedders the member.
 func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 
