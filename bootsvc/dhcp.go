@@ -55,6 +55,8 @@ const (
 	ReasonProxy         Reason = "proxy"          // answered with boot information only
 	ReasonFixedIP       Reason = "fixed-ip"       // answered with the catalogue's address
 	ReasonDynamic       Reason = "dynamic"        // answered with a lease from the catalogue's lease table
+	ReasonReleased      Reason = "released"       // RELEASE: the client's lease was dropped
+	ReasonDeclined      Reason = "declined"       // DECLINE: the address is in use; the client moves to another
 )
 
 // Decision records what Reply decided and why, for logs and metrics.
@@ -123,6 +125,9 @@ func (h *Handler) Reply(req *dhcpv4.DHCPv4, port int) (*dhcpv4.DHCPv4, Decision,
 		return nil, d, nil
 	}
 	d.MAC, d.XID = mac, req.TransactionID.String()
+	if t := req.MessageType(); port == PortDHCP && !h.net.isProxy && (t == dhcpv4.MessageTypeRelease || t == dhcpv4.MessageTypeDecline) {
+		return nil, h.giveBack(req, t, d), nil
+	}
 	cl := classify(req)
 	d.Arch, d.IPXE = cl.fw.String(), cl.ipxe
 	mt, ok := h.replyType(req, port, &d)

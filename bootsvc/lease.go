@@ -24,6 +24,8 @@ type Lease struct {
 type LeaseStore interface {
 	Known(mac string) (Lease, bool)
 	Acquire(ctx context.Context, mac string, want netip.Addr, start, end netip.Addr, d time.Duration) (Lease, error)
+	// Release drops the MAC's lease (through Raft); no lease is no error.
+	Release(ctx context.Context, mac string) error
 }
 
 // ErrPoolExhausted is returned by a LeaseStore when no address is free.
@@ -115,4 +117,46 @@ func secondsUntil(t, now time.Time) uint32 {
 		return 1 << 31
 	}
 	return uint32(s)
+}
+
+// giveBack handles RELEASE and DECLINE addressed to this server (full
+// mode; no reply is ever sent). RELEASE drops the MAC's dynamic lease so
+// the address is free at once. DECLINE means the client found the offered
+// address in use by another host: the lease moves to the next free
+// address above it, so the client's next DISCOVER is offered that one
+// instead of the same address again (the declined address stays free in
+// the table; a host that uses it without a lease is the operator's to fix,
+// and the warning says so).
+func (h *Handler) giveBack(req *dhcpv4.DHCPv4, t dhcpv4.MessageType, d Decision) Decision {
+	d.Reason = ReasonMessageType
+	if sid := req.ServerIdentifier(); sid == nil || !sid.Equal(netIP(h.net.server)) || h.leases == nil || !h.net.start.IsValid() {
+		d.Detail = t.String() + " not for this server's leases"
+		return d
+	}
+	known, ok := h.leases.Known(d.MAC)
+	if !ok {
+		d.Detail = t.String() + " without a lease"
+		return d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaseWriteTimeout)
+	defer cancel()
+	if t == dhcpv4.MessageTypeRelease {
+		d.Reason = ReasonReleased
+		if err := h.leases.Release(ctx, d.MAC); err != nil {
+			d.Detail = "release not recorded: " + err.Error()
+		}
+		return d
+	}
+	d.Reason, d.IP = ReasonDeclined, known.IP.String()
+	h.log.Warn("dhcp: a client declined its address: another host uses it without a lease", "mac", d.MAC, "ip", known.IP)
+	if err := h.leases.Release(ctx, d.MAC); err != nil {
+		d.Detail = "decline not recorded: " + err.Error()
+		return d
+	}
+	if next := known.IP.Next(); h.inRange(next) {
+		if _, err := h.leases.Acquire(ctx, d.MAC, next, h.net.start, h.net.end, h.cfg.LeaseTime); err != nil {
+			d.Detail = "no other address: " + err.Error()
+		}
+	}
+	return d
 }

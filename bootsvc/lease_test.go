@@ -71,6 +71,50 @@ func (f *fakeLeases) Acquire(_ context.Context, mac string, want, start, end net
 	return l, nil
 }
 
+func (f *fakeLeases) Release(_ context.Context, mac string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return ErrNoLeader
+	}
+	delete(f.byMAC, mac)
+	return nil
+}
+
+// TestReleaseAndDecline: RELEASE frees the address; DECLINE moves the
+// client to another one, so it does not loop on an address in use.
+func TestReleaseAndDecline(t *testing.T) {
+	h, fl := newLeaseHandler(t, "10.77.0.100", "10.77.0.110")
+	const mac = "02:00:00:00:ee:01"
+	if _, d, _ := h.Reply(request(t, mac, dhcpv4.MessageTypeDiscover), PortDHCP); d.IP != "10.77.0.100" {
+		t.Fatalf("discover: %+v", d)
+	}
+	decline := request(t, mac, dhcpv4.MessageTypeDecline, ourServerID,
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.77.0.100"))))
+	if resp, d, _ := h.Reply(decline, PortDHCP); resp != nil || d.Reason != ReasonDeclined {
+		t.Fatalf("decline: %+v", d)
+	}
+	if _, d, _ := h.Reply(request(t, mac, dhcpv4.MessageTypeDiscover), PortDHCP); d.IP != "10.77.0.101" {
+		t.Fatalf("discover after decline offered %s, want 10.77.0.101", d.IP)
+	}
+	release := request(t, mac, dhcpv4.MessageTypeRelease, ourServerID, dhcpv4.WithClientIP(net.ParseIP("10.77.0.101")))
+	if resp, d, _ := h.Reply(release, PortDHCP); resp != nil || d.Reason != ReasonReleased {
+		t.Fatalf("release: %+v", d)
+	}
+	if _, ok := fl.Known(mac); ok {
+		t.Fatalf("lease kept after RELEASE")
+	}
+	// A RELEASE for another server changes nothing.
+	h.Reply(request(t, mac, dhcpv4.MessageTypeDiscover), PortDHCP)
+	other := request(t, mac, dhcpv4.MessageTypeRelease, dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.77.0.2"))))
+	if _, d, _ := h.Reply(other, PortDHCP); d.Reason == ReasonReleased {
+		t.Fatalf("released on behalf of another server")
+	}
+	if _, ok := fl.Known(mac); !ok {
+		t.Fatalf("another server's RELEASE dropped our lease")
+	}
+}
+
 func newLeaseHandler(t *testing.T, rangeStart, rangeEnd string) (*Handler, *fakeLeases) {
 	t.Helper()
 	cfg := testDHCPConfig(ModeFull)

@@ -403,6 +403,18 @@ func (l catalogLeases) Known(mac string) (bootsvc.Lease, bool) {
 	return bootsvc.Lease{IP: ip, Expires: time.Unix(cl.Expires, 0)}, true
 }
 
+func (l catalogLeases) Release(ctx context.Context, mac string) error {
+	cmd, err := catalog.NewCommand(catalog.CmdLeaseRelease, time.Now().Unix(), catalog.MACRef{MAC: mac})
+	if err != nil {
+		return err
+	}
+	_, err = l.cl.Apply(ctx, cmd)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 func (l catalogLeases) Acquire(ctx context.Context, mac string, want, start, end netip.Addr, d time.Duration) (bootsvc.Lease, error) {
 	body := catalog.LeaseAcquire{MAC: mac, RangeStart: start.String(), RangeEnd: end.String(), Duration: int64(d / time.Second)}
 	if want.IsValid() {
