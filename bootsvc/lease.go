@@ -26,6 +26,8 @@ type LeaseStore interface {
 	Acquire(ctx context.Context, mac string, want netip.Addr, start, end netip.Addr, d time.Duration) (Lease, error)
 	// Release drops the MAC's lease (through Raft); no lease is no error.
 	Release(ctx context.Context, mac string) error
+	// Holder is the MAC holding a dynamic lease on ip, from the replica.
+	Holder(ip netip.Addr) (mac string, l Lease, ok bool)
 }
 
 // ErrPoolExhausted is returned by a LeaseStore when no address is free.
@@ -50,6 +52,15 @@ const leaseWriteTimeout = 2 * time.Second
 func (h *Handler) address(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, t bootTarget, d *Decision) (netip.Addr, uint32, error) {
 	if t.known && t.client.IP != "" {
 		ip, err := h.fixedIP(t)
+		if err == nil && h.leases != nil {
+			// The address was made fixed while a machine held it as a
+			// dynamic lease: that machine moves at its next renewal (the
+			// lease table skips fixed addresses); until then, handing the
+			// address out again would put it on the network twice.
+			if other, l, ok := h.leases.Holder(ip); ok && other != d.MAC && l.Expires.After(h.now()) {
+				return netip.Addr{}, 0, fmt.Errorf("%w: fixed address %s is still leased to %s until %s", ErrNoLease, ip, other, l.Expires.UTC().Format(time.RFC3339))
+			}
+		}
 		return ip, h.net.leaseS, err
 	}
 	if h.leases == nil || !h.net.start.IsValid() {

@@ -81,6 +81,32 @@ func (f *fakeLeases) Release(_ context.Context, mac string) error {
 	return nil
 }
 
+func (f *fakeLeases) Holder(ip netip.Addr) (string, Lease, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for m, l := range f.byMAC {
+		if l.IP == ip {
+			return m, l, true
+		}
+	}
+	return "", Lease{}, false
+}
+
+// TestFixedAddressStillLeased: a client whose fixed address another
+// machine still holds as a dynamic lease gets no answer until it moves.
+func TestFixedAddressStillLeased(t *testing.T) {
+	h, fl := newLeaseHandler(t, "10.77.0.5", "10.77.0.20") // pc1's fixed 10.77.0.11 is in the pool
+	fl.byMAC["02:00:00:00:ff:01"] = Lease{IP: netip.MustParseAddr("10.77.0.11"), Expires: fl.now.Add(time.Hour)}
+	resp, d, _ := h.Reply(request(t, macKnown, dhcpv4.MessageTypeDiscover), PortDHCP)
+	if resp != nil || d.Reason != ReasonNoLease || !strings.Contains(d.Detail, "still leased to 02:00:00:00:ff:01") {
+		t.Fatalf("fixed address held by another lease: %+v", d)
+	}
+	fl.byMAC["02:00:00:00:ff:01"] = Lease{IP: netip.MustParseAddr("10.77.0.11"), Expires: fl.now.Add(-time.Second)}
+	if _, d, _ := h.Reply(request(t, macKnown, dhcpv4.MessageTypeDiscover), PortDHCP); d.IP != "10.77.0.11" {
+		t.Fatalf("after the lease expired: %+v", d)
+	}
+}
+
 // TestReleaseAndDecline: RELEASE frees the address; DECLINE moves the
 // client to another one, so it does not loop on an address in use.
 func TestReleaseAndDecline(t *testing.T) {

@@ -403,6 +403,14 @@ func (l catalogLeases) Known(mac string) (bootsvc.Lease, bool) {
 	return bootsvc.Lease{IP: ip, Expires: time.Unix(cl.Expires, 0)}, true
 }
 
+func (l catalogLeases) Holder(ip netip.Addr) (string, bootsvc.Lease, bool) {
+	cl, ok := l.cl.Catalog().LeaseByIP(ip.String())
+	if !ok {
+		return "", bootsvc.Lease{}, false
+	}
+	return cl.MAC, bootsvc.Lease{IP: ip, Expires: time.Unix(cl.Expires, 0)}, true
+}
+
 func (l catalogLeases) Release(ctx context.Context, mac string) error {
 	cmd, err := catalog.NewCommand(catalog.CmdLeaseRelease, time.Now().Unix(), catalog.MACRef{MAC: mac})
 	if err != nil {
