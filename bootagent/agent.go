@@ -243,13 +243,15 @@ func runNBD(ctx context.Context, c Config) error {
 	if c.Version != "" {
 		export += "@" + c.Version
 	}
-	var servers []string
-	for _, s := range c.Servers {
-		host, _, err := net.SplitHostPort(strings.TrimPrefix(s, "http://"))
-		if err != nil {
-			host = s
+	servers := c.NBD // the nodes' NBD addresses, from the boot config
+	if len(servers) == 0 {
+		for _, s := range c.Servers {
+			host, _, err := net.SplitHostPort(strings.TrimPrefix(s, "http://"))
+			if err != nil {
+				host = s
+			}
+			servers = append(servers, net.JoinHostPort(host, "10809"))
 		}
-		servers = append(servers, net.JoinHostPort(host, "10809"))
 	}
 	cmd := exec.Command("/proc/self/exe", "agent", "nbd-attach", "--device", nbdDevice, "--export", export,
 		"--server", strings.Join(servers, ","))

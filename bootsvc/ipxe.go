@@ -334,7 +334,10 @@ type AgentConfig struct {
 	Image    string           `json:"image"`
 	Version  string           `json:"version"`
 	Servers  []string         `json:"servers"` // host:port of every live node's API
-	Args     string           `json:"args,omitempty"`
+	// NBD lists host:port of every live node's NBD export (diskless-nbd);
+	// empty means port 10809 on each server's host.
+	NBD  []string `json:"nbd,omitempty"`
+	Args string   `json:"args,omitempty"`
 }
 
 // AgentConfigOf turns resolved script data into the agent's config.

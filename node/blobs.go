@@ -28,6 +28,9 @@ type gossipPeers struct {
 // MetaTorrent is the gossip metadata key of a node's torrent address.
 const MetaTorrent = "torrent"
 
+// MetaNBD is the gossip metadata key of a node's NBD export address.
+const MetaNBD = "nbd"
+
 func (p gossipPeers) TorrentPeers() []string {
 	var out []string
 	for _, m := range p.cl.AliveMembers() {

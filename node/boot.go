@@ -543,7 +543,14 @@ func (b *bootServices) serveAgent(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "agent binary unavailable", code)
 		return
 	}
-	cfg, _ := json.MarshalIndent(bootsvc.AgentConfigOf(d), "", "  ")
+	ac := bootsvc.AgentConfigOf(d)
+	for _, m := range b.cl.AliveMembers() {
+		if a := m.Meta[MetaNBD]; a != "" {
+			ac.NBD = append(ac.NBD, a)
+		}
+	}
+	sort.Strings(ac.NBD)
+	cfg, _ := json.MarshalIndent(ac, "", "  ")
 	cfg = append(cfg, '\n')
 	files := []bootsvc.CPIOFile{
 		{Name: "etc", Mode: bootsvc.ModeDir | 0o755},

@@ -215,9 +215,10 @@ func TestNBDExport(t *testing.T) {
 	base := nodetest.Start(t, "t1", ip, func(c *node.Config) { c.Boot.NBDAddr = ip + ":10809" })
 	data := strings.Repeat("squashfs-ish bytes ", 70000) // 1.3 MB, not a 4 KiB multiple
 	root := uploadBlob(t, base, data)
+	kernel := uploadBlob(t, base, "KERNEL")
 	ver, _ := json.Marshal(map[string]any{
 		"id": root.ID, "size": root.Size, "sha256": root.ID, "format": "squashfs", "piece_length": root.PieceLength,
-		"blobs": []catalog.Blob{root}, "activate": true,
+		"kernel_blob": kernel.ID, "blobs": []catalog.Blob{root, kernel}, "activate": true,
 	})
 	if code, body := do(t, "POST", base+"/v1/images/os/versions", string(ver)); code != 201 {
 		t.Fatalf("add version: %d %s", code, body)
@@ -232,6 +233,19 @@ func TestNBDExport(t *testing.T) {
 		if len(got) < len(data) || string(got[:len(data)]) != data || strings.Trim(string(got[len(data):]), "\x00") != "" {
 			t.Errorf("export %s: %d bytes, not the image (%d bytes) plus zero padding", export, len(got), len(data))
 		}
+	}
+	// The agent initrd tells diskless-nbd machines where the exports are.
+	for _, st := range []struct{ path, body string }{
+		{"/v1/groups", `{"name":"thin","image":"os","boot_mode":"diskless-nbd"}`},
+		{"/v1/clients", `{"mac":"52:54:00:77:00:05","hostname":"thin1","group":"thin"}`},
+	} {
+		if code, body := do(t, "POST", base+st.path, st.body); code != 201 {
+			t.Fatalf("POST %s: %d %s", st.path, code, body)
+		}
+	}
+	if code, cpio := do(t, "GET", base+"/v1/boot/agent/52-54-00-77-00-05/agent.cpio", ""); code != 200 ||
+		!strings.Contains(cpio, `"nbd": [`) || !strings.Contains(cpio, `"`+ip+`:10809"`) {
+		t.Errorf("agent initrd: %d, boot.json without the NBD address %s:10809", code, ip)
 	}
 	if b, err := exec.Command("qemu-img", "info", "nbd://"+ip+":10809/nope").CombinedOutput(); err == nil {
 		t.Errorf("unknown export opened: %s", b)

@@ -90,6 +90,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.Cluster.Meta = map[string]string{MetaTorrent: torrent}
+	if cfg.Boot.NBDAddr != "" {
+		nbdAddr, err := cfg.Cluster.Advertised(cfg.Boot.NBDAddr)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Cluster.Meta[MetaNBD] = nbdAddr
+	}
 	cl, err := cluster.New(cfg.Cluster)
 	if err != nil {
 		return nil, err
