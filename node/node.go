@@ -138,17 +138,27 @@ func (n *Node) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	// release closes what is open so far when a later step fails: the
+	// serve functions close their sockets once their context is done.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	release := func(serve ...func(context.Context) error) {
+		ln.Close()
+		for _, s := range serve {
+			s(done)
+		}
+	}
 	serveNBD, err := n.boot.listenNBD(n.cfg.Boot.NBDAddr, &nbdExports{cat: n.cluster.Catalog(), xfer: n.xfer}, n.reg)
 	if err != nil {
-		ln.Close()
+		release(serveBoot)
 		return err
 	}
 	if err := n.xfer.Start(); err != nil {
-		ln.Close()
+		release(serveBoot, serveNBD)
 		return err
 	}
 	if err := n.cluster.Start(); err != nil {
-		ln.Close()
+		release(serveBoot, serveNBD)
 		n.xfer.Close()
 		return err
 	}
