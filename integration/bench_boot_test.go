@@ -28,20 +28,13 @@ import (
 // SHOAL-BOOTED and powered off, per setup, and the ratio.
 func BenchmarkDisklessBoot(b *testing.B) {
 	const n = 4
-	needRoot(b, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs", "dnsmasq")
-	needFiles(b, testKernel)
-	initrd, image := buildBootFiles(b, 16)
-	l := newLab(b, 1, fullDHCPFlags...)
-	n1 := l.start()
-	version := writeImage(b, l, n1, "demo", image, testKernel, initrd)
-	l.cli(n1, "group", "add", "lab", "--image", "demo", "--boot-mode", "diskless-ram")
-	waitHeld(b, l, n1, "demo", version)
+	needRoot(b, "dnsmasq")
 	var vms []vm
 	for i := 1; i <= n; i++ {
-		v := vm{name: fmt.Sprintf("pc%d", i), mac: fmt.Sprintf("52:54:00:77:02:%02x", i)}
-		vms = append(vms, v)
-		l.cli(n1, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
+		vms = append(vms, vm{name: fmt.Sprintf("pc%d", i), mac: fmt.Sprintf("52:54:00:77:02:%02x", i)})
 	}
+	l, n1, version := disklessLab(b, 1, "diskless-ram", vms)
+	initrd, image := l.bootFiles[0], l.bootFiles[1]
 	b.ResetTimer()
 	shoal := timeBoots(b, l, vms, version)
 	n1.kill()

@@ -49,18 +49,8 @@ func TestDisklessRAM(t *testing.T) { disklessRAM(t, false) }
 func TestDisklessRAMServerKilled(t *testing.T) { disklessRAM(t, true) }
 
 func disklessRAM(t *testing.T, killDuringFetch bool) {
-	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs")
-	needFiles(t, testKernel)
-	initrd, image := buildBootFiles(t, 16)
-	l := newLab(t, 3, fullDHCPFlags...)
-	leader := l.start()
-	version := writeImage(t, l, leader, "demo", image, testKernel, initrd)
-	l.cli(leader, "group", "add", "lab", "--image", "demo", "--boot-mode", "diskless-ram")
-	waitHeld(t, l, leader, "demo", version)
 	vms := []vm{{name: "vm1", mac: "52:54:00:77:00:21"}, {name: "vm2", mac: "52:54:00:77:00:22"}, {name: "vm3", mac: "52:54:00:77:00:23"}}
-	for _, v := range vms {
-		l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
-	}
+	l, _, version := disklessLab(t, 3, "diskless-ram", vms)
 	if killDuringFetch {
 		// Once every machine has loaded its agent initrd, the agents are
 		// seconds away from fetching: then kill the node every agent
@@ -132,21 +122,49 @@ func disklessRAM(t *testing.T, killDuringFetch bool) {
 		t.Errorf("no VM got pieces from another VM; every byte came from the servers")
 	}
 	// The nodes know it too: the agents report their peers after the fetch.
-	var clientPeers float64
-	for _, n := range l.running() {
-		_, body, _ := l.do("GET", n.url("/metrics"), nil)
-		for _, line := range strings.Split(string(body), "\n") {
-			if strings.HasPrefix(line, `shoal_boot_fetch_peers_total{kind="client"} `) {
-				var v float64
-				fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
-				clientPeers += v
-			}
-		}
-	}
+	clientPeers := l.sumMetric(`shoal_boot_fetch_peers_total{kind="client"} `)
 	if clientPeers == 0 {
 		t.Errorf("the nodes' metrics show no machine that got pieces from another machine")
 	}
 	t.Logf("agents reported %.0f client peers to the nodes", clientPeers)
+}
+
+// disklessLab starts size nodes with full DHCP, imports the 16 MiB test
+// image as "demo", creates group "lab" in the given boot mode (extra
+// group flags appended), registers the machines and waits until every node
+// holds the image. It returns the lab, the leader and the version.
+func disklessLab(t testing.TB, size int, mode string, vms []vm, groupFlags ...string) (*lab, *node, string) {
+	t.Helper()
+	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs")
+	needFiles(t, testKernel)
+	initrd, image := buildBootFiles(t, 16)
+	l := newLab(t, size, fullDHCPFlags...)
+	l.bootFiles = [2]string{initrd, image}
+	leader := l.start()
+	version := writeImage(t, l, leader, "demo", image, testKernel, initrd)
+	l.cli(leader, append([]string{"group", "add", "lab", "--image", "demo", "--boot-mode", mode}, groupFlags...)...)
+	waitHeld(t, l, leader, "demo", version)
+	for _, v := range vms {
+		l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
+	}
+	return l, leader, version
+}
+
+// sumMetric adds up the values of every line of every running node's
+// /metrics that starts with prefix (a metric name with its labels).
+func (l *lab) sumMetric(prefix string) float64 {
+	var sum float64
+	for _, n := range l.running() {
+		_, body, _ := l.do("GET", n.url("/metrics"), nil)
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, prefix) {
+				var v float64
+				fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
+				sum += v
+			}
+		}
+	}
+	return sum
 }
 
 // writeImage imports a root image with kernel and initrd and returns the
@@ -207,18 +225,8 @@ func (l *lab) bootAll(t testing.TB, vms []vm, timeout time.Duration) []string {
 // mode: the agent attaches the image read-only over NBD from a node (no
 // copy in RAM), puts the tmpfs overlay on top and switches to its init.
 func TestDisklessNBD(t *testing.T) {
-	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs")
-	needFiles(t, testKernel)
-	initrd, image := buildBootFiles(t, 16)
-	l := newLab(t, 3, fullDHCPFlags...)
-	leader := l.start()
-	version := writeImage(t, l, leader, "demo", image, testKernel, initrd)
-	l.cli(leader, "group", "add", "lab", "--image", "demo", "--boot-mode", "diskless-nbd")
-	waitHeld(t, l, leader, "demo", version)
 	vms := []vm{{name: "vm1", mac: "52:54:00:77:00:31"}, {name: "vm2", mac: "52:54:00:77:00:32"}, {name: "vm3", mac: "52:54:00:77:00:33"}}
-	for _, v := range vms {
-		l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
-	}
+	l, _, version := disklessLab(t, 3, "diskless-nbd", vms)
 	consoles := l.bootAll(t, vms, 240*time.Second)
 	for i, v := range vms {
 		c := consoles[i]
@@ -233,17 +241,7 @@ func TestDisklessNBD(t *testing.T) {
 			t.Errorf("%s: fetched the image into RAM in nbd mode", v.name)
 		}
 	}
-	var read float64
-	for _, n := range l.running() {
-		_, body, _ := l.do("GET", n.url("/metrics"), nil)
-		for _, line := range strings.Split(string(body), "\n") {
-			if strings.HasPrefix(line, "shoal_nbd_read_bytes_total{") {
-				var v float64
-				fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
-				read += v
-			}
-		}
-	}
+	read := l.sumMetric("shoal_nbd_read_bytes_total{")
 	if read == 0 {
 		t.Errorf("no node served NBD reads")
 	}
@@ -255,16 +253,8 @@ func TestDisklessNBD(t *testing.T) {
 // is up, and the machine then reads its whole 16 MiB /big and checks its
 // md5: the read goes on through the other connections.
 func TestDisklessNBDServerKilled(t *testing.T) {
-	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "mksquashfs")
-	needFiles(t, testKernel)
-	initrd, image := buildBootFiles(t, 16)
-	l := newLab(t, 3, fullDHCPFlags...)
-	leader := l.start()
-	version := writeImage(t, l, leader, "demo", image, testKernel, initrd)
-	l.cli(leader, "group", "add", "lab", "--image", "demo", "--boot-mode", "diskless-nbd", "--kernel-args", "shoal.readbig=4")
-	waitHeld(t, l, leader, "demo", version)
 	v := vm{name: "vm1", mac: "52:54:00:77:00:41"}
-	l.cli(leader, "client", "add", v.mac, "--hostname", v.name, "--group", "lab")
+	l, _, _ := disklessLab(t, 3, "diskless-nbd", []vm{v}, "--kernel-args", "shoal.readbig=4")
 	l.addTap("tap1")
 	live := &liveConsole{}
 	victim := l.node("n1")

@@ -27,9 +27,10 @@ import (
 // namespace, which removes the veths, bridge and taps with them.
 type lab struct {
 	*cluster
-	prefix string
-	lan    string
-	nss    []string
+	prefix    string
+	lan       string
+	nss       []string
+	bootFiles [2]string // initrd and root image built by disklessLab
 }
 
 const labNet = "10.77.0"

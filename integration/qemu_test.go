@@ -173,17 +173,7 @@ func TestQEMUPXEBoot(t *testing.T) {
 	// Every node saw DHCP traffic and answered router solicitations (iPXE
 	// would otherwise wait ~16 s per DHCP stage); the last boot is in
 	// `client show`.
-	var ra float64
-	for _, n := range l.running() {
-		_, body, _ := l.do("GET", n.url("/metrics"), nil)
-		for _, line := range strings.Split(string(body), "\n") {
-			if strings.HasPrefix(line, "shoal_boot_ra_sent_total ") {
-				var v float64
-				fmt.Sscan(strings.TrimPrefix(line, "shoal_boot_ra_sent_total "), &v)
-				ra += v
-			}
-		}
-	}
+	ra := l.sumMetric("shoal_boot_ra_sent_total ")
 	if ra == 0 {
 		t.Errorf("no router advertisement was sent")
 	}
