@@ -18,17 +18,32 @@ import (
 // prints SHOAL-BOOTED), with the project's scripts.
 func buildBootFiles(t testing.TB, bigMiB int) (initrd, image string) {
 	t.Helper()
-	dir := t.TempDir()
-	initrd, image = filepath.Join(dir, "initrd.gz"), filepath.Join(dir, "image.squashfs")
-	for _, c := range [][]string{{"scripts/make-test-initrd.sh", initrd}, {"scripts/make-test-image.sh", image}} {
-		cmd := exec.Command(c[0], c[1:]...)
-		cmd.Dir = ".."
-		cmd.Env = append(cleanEnv(), fmt.Sprintf("BIG_MIB=%d", bigMiB))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", c[0], err, out)
-		}
+	image = filepath.Join(t.TempDir(), "image.squashfs")
+	runScript(t, fmt.Sprintf("BIG_MIB=%d", bigMiB), "scripts/make-test-image.sh", image)
+	return buildTestInitrd(t), image
+}
+
+// buildTestInitrd builds the busybox test initrd (scripts/make-test-initrd.sh).
+func buildTestInitrd(t testing.TB) string {
+	t.Helper()
+	initrd := filepath.Join(t.TempDir(), "initrd.gz")
+	runScript(t, "", "scripts/make-test-initrd.sh", initrd)
+	return initrd
+}
+
+// runScript runs a project script from the module root (where
+// .cache/kernel is), with env added to the clean environment.
+func runScript(t testing.TB, env string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = ".."
+	cmd.Env = cleanEnv()
+	if env != "" {
+		cmd.Env = append(cmd.Env, env)
 	}
-	return initrd, image
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", args[0], err, out)
+	}
 }
 
 var (

@@ -127,12 +127,7 @@ var markerRE = regexp.MustCompile(`SHOAL-TEST-BOOT host=(\S*) ip=(\S*) mac=(\S*)
 func TestQEMUPXEBoot(t *testing.T) {
 	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox")
 	needFiles(t, ipxeDir+"/snponly.efi", ovmfCode, ovmfVars, testKernel)
-	initrd := filepath.Join(t.TempDir(), "initrd.gz")
-	mk := exec.Command("scripts/make-test-initrd.sh", initrd)
-	mk.Dir = ".." // the module root, where .cache/kernel is
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("make-test-initrd: %v\n%s", err, out)
-	}
+	initrd := buildTestInitrd(t)
 	l := newLab(t, 3, fullDHCPFlags...)
 	leader := l.start()
 	setupBootImage(t, l, leader, testKernel, initrd)
@@ -191,12 +186,7 @@ func TestQEMUPXEBoot(t *testing.T) {
 func TestQEMUProxyDHCP(t *testing.T) {
 	needRoot(t, "qemu-system-x86_64", "cpio", "depmod", "busybox", "dnsmasq")
 	needFiles(t, testKernel)
-	initrd := filepath.Join(t.TempDir(), "initrd.gz")
-	mk := exec.Command("scripts/make-test-initrd.sh", initrd)
-	mk.Dir = ".."
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("make-test-initrd: %v\n%s", err, out)
-	}
+	initrd := buildTestInitrd(t)
 	l := newLab(t, 3, "--tftp-root", ipxeDir) // proxy is the default mode
 	leader := l.start()
 	setupBootImage(t, l, leader, testKernel, initrd)

@@ -306,7 +306,7 @@ func (b *bootServices) handler(base func(*http.Request) string, blobs http.Handl
 	hb := &bootsvc.HTTPBoot{Files: b.files, Log: b.log.With("service", "http-boot")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+bootsvc.ScriptPath, func(w http.ResponseWriter, r *http.Request) {
-		src := bootsvc.ScriptSource{Catalog: b.cl.Catalog(), BaseURL: base(r), Servers: b.servers, Agent: b.cfg.AgentBinary != ""}
+		src := bootsvc.ScriptSource{Catalog: b.cl.Catalog(), BaseURL: base(r), Servers: httpAddrs(b.cl), Agent: b.cfg.AgentBinary != ""}
 		if b.cfg.DHCP.Unknown == bootsvc.UnknownDefaultGroup {
 			src.DefaultGroup = b.cfg.DHCP.DefaultGroup
 		}
@@ -356,17 +356,6 @@ func (b *bootServices) blobKind(mac, id string) string {
 		return "kernel"
 	}
 	return "initrd"
-}
-
-// servers lists the live nodes' HTTP addresses for the agent.
-func (b *bootServices) servers() []string {
-	var out []string
-	for _, m := range b.cl.AliveMembers() {
-		if a := m.HTTPAddr(); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 type statusRecorder struct {
@@ -514,7 +503,7 @@ func (b *bootServices) serveAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	code := http.StatusOK
 	defer func() { b.events.record(mac, "agent", strconv.Itoa(code), remoteIP(r)) }()
-	src := bootsvc.ScriptSource{Catalog: b.cl.Catalog(), BaseURL: "http://agent.invalid", Servers: b.servers}
+	src := bootsvc.ScriptSource{Catalog: b.cl.Catalog(), BaseURL: "http://agent.invalid", Servers: httpAddrs(b.cl)}
 	if b.cfg.DHCP.Unknown == bootsvc.UnknownDefaultGroup {
 		src.DefaultGroup = b.cfg.DHCP.DefaultGroup
 	}
