@@ -170,6 +170,8 @@ type syncReport struct {
 	Fetched   int64    `json:"bytes_fetched"`
 	PeersUsed []string `json:"peers_used"`
 	Seconds   float64  `json:"seconds"`
+	Hashed    int64    `json:"bytes_hashed"`
+	Check     float64  `json:"check_seconds"`
 }
 
 func agentSync(t *testing.T, servers, target string, extra ...string) (syncReport, string, error) {
@@ -204,8 +206,8 @@ func TestAgentSyncFetchesOnlyWhatDiffers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sync into an empty target: %v\n%s", err, stderr)
 	}
-	if sha256File(t, target) != out.Version || rep.Fetched < size || rep.Reused != 0 {
-		t.Fatalf("empty target: %+v", rep)
+	if sha256File(t, target) != out.Version || rep.Fetched < size || rep.Reused != 0 || rep.Hashed != size || rep.Check != 0 {
+		t.Fatalf("empty target (every piece hashed once, no full re-read by default): %+v", rep)
 	}
 	t.Logf("empty target: fetched %d bytes in %.2fs from %v", rep.Fetched, rep.Seconds, rep.PeersUsed)
 
@@ -216,9 +218,9 @@ func TestAgentSyncFetchesOnlyWhatDiffers(t *testing.T) {
 	f.Close()
 	done := target + ".done"
 	os.WriteFile(done, []byte("stale"), 0o644)
-	rep, stderr, err = agentSync(t, n.url(""), target, "--done-file", done)
-	if err != nil || rep.Fetched != 0 || rep.Reused != size {
-		t.Fatalf("identical target: %+v err=%v %s", rep, err, stderr)
+	rep, stderr, err = agentSync(t, n.url(""), target, "--done-file", done, "--full-check")
+	if err != nil || rep.Fetched != 0 || rep.Reused != size || rep.Check <= 0 {
+		t.Fatalf("identical target with --full-check: %+v err=%v %s", rep, err, stderr)
 	}
 	if st, _ := os.Stat(target); st.Size() != size || sha256File(t, target) != out.Version {
 		t.Fatalf("longer target not cut to the image after the sync: %d bytes", st.Size())

@@ -12,6 +12,8 @@ import (
 	"testing/iotest"
 
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/shoal-project/shoal/cluster/catalog"
 )
 
 // Ingest must hash exactly as BitTorrent does, or no client would accept
@@ -130,5 +132,20 @@ func TestInfoChecks(t *testing.T) {
 	}
 	if _, err := checkBlob(b); err != nil {
 		t.Errorf("good blob: %v", err)
+	}
+}
+
+func TestCheckSHA256(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	data := bytes.Repeat([]byte("shoal"), 1000)
+	os.WriteFile(path, append(data, "trailing bytes beyond the image"...), 0o644)
+	sum := sha256.Sum256(data)
+	b := catalog.Blob{ID: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+	if err := checkSHA256(path, b); err != nil {
+		t.Fatalf("the image's own bytes: %v", err)
+	}
+	b.Size--
+	if err := checkSHA256(path, b); err == nil || !strings.Contains(err.Error(), "after sync") {
+		t.Fatalf("one byte short: err=%v, want a sha256 mismatch", err)
 	}
 }

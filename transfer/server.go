@@ -216,6 +216,7 @@ func (s *Server) clientConfig() (*torrent.ClientConfig, error) {
 	// other server for every blob; the accept limiter is already off by default.
 	cc.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
 	cc.DisableAcceptRateLimiting = true
+	cc.MaxAllocPeerRequestDataPerConn = peerRequestBuffer
 	cc.Slogger = s.tlog
 	// Every torrent gets its own storage (addLocked); this default is never
 	// used, but without it the client would open a bolt database in the
