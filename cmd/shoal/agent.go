@@ -33,8 +33,9 @@ func newSyncCmd() *cobra.Command {
 		Use:   "sync --server URL[,URL...] (--image NAME[@VERSION] | --client MAC) --target PATH",
 		Short: "Bring a local copy of an image up to date, fetching only the pieces that differ",
 		Long: `Verifies the target piece by piece against the hashes in the catalogue, fetches
-only the pieces that differ from server nodes and other clients, writes them in
-place and checks the whole file. An interrupted sync resumes where it stopped.
+only the pieces that differ from server nodes and other clients, verifies each
+as it arrives and writes it in place (--full-check also re-reads the whole file
+for its sha256). An interrupted sync resumes where it stopped.
 If no server answers, the target is left as it was.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
