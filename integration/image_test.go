@@ -171,6 +171,7 @@ type syncReport struct {
 	PeersUsed []string `json:"peers_used"`
 	Seconds   float64  `json:"seconds"`
 	Hashed    int64    `json:"bytes_hashed"`
+	Wasted    int64    `json:"bytes_wasted"`
 	Check     float64  `json:"check_seconds"`
 }
 
@@ -208,6 +209,11 @@ func TestAgentSyncFetchesOnlyWhatDiffers(t *testing.T) {
 	}
 	if sha256File(t, target) != out.Version || rep.Fetched < size || rep.Reused != 0 || rep.Hashed != size || rep.Check != 0 {
 		t.Fatalf("empty target (every piece hashed once, no full re-read by default): %+v", rep)
+	}
+	// One node is the only source: no request can move to another peer, so
+	// no chunk arrives twice (the counter excludes protocol overhead).
+	if rep.Wasted != 0 {
+		t.Fatalf("single source, yet %d bytes reported wasted: %+v", rep.Wasted, rep)
 	}
 	t.Logf("empty target: fetched %d bytes in %.2fs from %v", rep.Fetched, rep.Seconds, rep.PeersUsed)
 

@@ -70,6 +70,7 @@ type SyncReport struct {
 	Fetched   int64    `json:"bytes_fetched"`
 	WebSeed   int64    `json:"bytes_from_web_seeds"`
 	Hashed    int64    `json:"bytes_hashed"`
+	Wasted    int64    `json:"bytes_wasted"` // chunks that arrived twice (see below)
 	BadPieces int64    `json:"pieces_failed_hash"`
 	PeersUsed []string `json:"peers_used"`
 	Seconds   float64  `json:"seconds"`
@@ -412,6 +413,10 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 	rep.Reused = max(rep.Size-rep.Fetched, 0)
 	rep.WebSeed = st.WebSeeds.BytesReadUsefulData.Int64()
 	rep.Hashed = st.BytesHashed.Int64()
+	// Piece data that arrived after another peer had already sent the same
+	// chunk: the library moves ("steals") a request to a peer with room in
+	// its queue and cancels it at the first, which may have sent it already.
+	rep.Wasted = max(st.BytesReadData.Int64()-st.BytesReadUsefulData.Int64(), 0)
 	rep.BadPieces = st.PiecesDirtiedBad.Int64()
 	rep.PeersUsed = s.usedPeers()
 	if s.cfg.FullCheck {

@@ -61,6 +61,9 @@ If no server answers, the target is left as it was.`,
 				return err
 			}
 			cfg.Logger = log
+			if err := setTimerSlack(agentTimerSlack); err != nil {
+				log.Debug("timer slack unchanged; the agent wakes more often", "err", err)
+			}
 			if doneFile != "" {
 				// A done file left by an earlier sync must not vouch for a
 				// target this sync is about to change.
