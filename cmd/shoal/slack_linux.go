@@ -12,7 +12,7 @@ import (
 // sleeps. The Go runtime's monitor thread (sysmon) sleeps 20 µs between
 // checks while a goroutine is in a system call, and an agent is in one
 // (socket and file I/O) most of the time: with the kernel's default slack
-// (50 µs) that is ~14,000 wake-ups a second per agent, each a context
+// (50 µs) that is up to ~14,000 wake-ups a second per agent, each a context
 // switch that may hand the P to another thread which then finds nothing to
 // do. With 1 ms the monitor wakes at most ~1,000 times a second. In the
 // fleet benchmark (20 agents on 2 cores, 25 Mbit/s, 64 MiB) the agents'
@@ -44,7 +44,7 @@ func setTimerSlack(d time.Duration) error {
 		}
 	}
 	if first != nil {
-		return fmt.Errorf("timer slack of %d of %d threads: %w", failed, len(tasks), first)
+		return fmt.Errorf("could not set the timer slack of %d of %d threads: %w", failed, len(tasks), first)
 	}
 	return nil
 }
