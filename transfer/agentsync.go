@@ -70,7 +70,7 @@ type SyncReport struct {
 	Fetched   int64    `json:"bytes_fetched"`
 	WebSeed   int64    `json:"bytes_from_web_seeds"`
 	Hashed    int64    `json:"bytes_hashed"`
-	Wasted    int64    `json:"bytes_wasted"` // chunks that arrived twice (see below)
+	Wasted    int64    `json:"bytes_wasted"` // piece data received twice (see syncer.run)
 	BadPieces int64    `json:"pieces_failed_hash"`
 	PeersUsed []string `json:"peers_used"`
 	Seconds   float64  `json:"seconds"`
