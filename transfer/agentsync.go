@@ -20,6 +20,7 @@ import (
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
 
@@ -329,16 +330,17 @@ func finishTarget(path string, size int64) error {
 
 // syncer is one torrent client downloading into the target.
 type syncer struct {
-	cfg   SyncConfig
-	plan  *plan
-	cl    *torrent.Client
-	stor  storage.ClientImplCloser
-	pc    storage.PieceCompletion
-	t     *torrent.Torrent
-	peers map[string]bool
-	fresh bool // the target held nothing before this sync
-	gate  *serverGate
-	steer *steer
+	cfg    SyncConfig
+	plan   *plan
+	cl     *torrent.Client
+	stor   storage.ClientImplCloser
+	pc     storage.PieceCompletion
+	t      *torrent.Torrent
+	peers  map[string]bool
+	fresh  bool // the target held nothing before this sync
+	gate   *serverGate
+	steer  *steer
+	reveal *revealClient
 }
 
 func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
@@ -364,14 +366,23 @@ func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
 	})
 	tc.DefaultStorage = stor
 	gate := newServerGate(p.peers, agentChunkSize)
-	tc.Callbacks.ReadExtendedHandshake = gate.handshake
-	tc.Callbacks.ReadMessage = gate.read
+	rv := newRevealClient(int((p.blob.Size + p.blob.PieceLength - 1) / p.blob.PieceLength))
+	tc.Callbacks.PeerConnAdded = append(tc.Callbacks.PeerConnAdded, rv.added)
+	tc.Callbacks.ReadExtendedHandshake = func(pc *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
+		gate.handshake(pc, d)
+		rv.handshake(pc, d)
+	}
+	tc.Callbacks.ReadMessage = func(pc *torrent.PeerConn, m *pp.Message) {
+		rv.read(pc, m)
+		gate.read(pc, m)
+	}
+	tc.Callbacks.PeerConnClosed = rv.closed
 	cl, err := torrent.NewClient(tc)
 	if err != nil {
 		stor.Close()
 		return nil, fmt.Errorf("torrent client on %s: %w", listen, err)
 	}
-	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}, gate: gate}, nil
+	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}, gate: gate, reveal: rv}, nil
 }
 
 func (s *syncer) close() {
@@ -403,7 +414,7 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 	rep.Pieces = t.NumPieces()
 	s.connect()
 	t.DownloadAll()
-	s.steer = newSteer(t, s.cl.PeerID(), s.gate)
+	s.steer = newSteer(t, s.cl.PeerID(), s.gate, s.reveal)
 	s.steer.update()
 	if err := s.wait(ctx, report); err != nil {
 		return err

@@ -24,6 +24,10 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) error {
 			Name: "shoal_transfer_bytes_uploaded_total",
 			Help: "Blob data bytes sent to peers.",
 		}, s.connStat(func(c *torrent.ConnStats) *torrent.Count { return &c.BytesWrittenData })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shoal_transfer_reveals_total",
+			Help: "Pieces this node revealed to fleet clients one at a time (super-seeding), so each leaves it about once.",
+		}, func() float64 { return float64(s.reveal.sent.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_transfer_blobs_wanted",
 			Help: "Blobs the catalogue wants on every server node.",

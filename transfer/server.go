@@ -64,6 +64,8 @@ type Server struct {
 	log     *slog.Logger
 	tlog    *slog.Logger // the torrent library's logger: warnings and up only
 	tracker *memTracker
+	reveal  *revealer     // super-seeding towards agents (reveal.go)
+	stop    chan struct{} // closed by Close: ends the reveal loop
 
 	mu      sync.Mutex
 	cl      *torrent.Client
@@ -121,6 +123,8 @@ func NewServer(cfg Config, cat Catalog, peers Peers, reg prometheus.Registerer) 
 		wanted:  map[string]catalog.Blob{},
 		gcSince: map[string]time.Time{},
 		badInfo: map[string]bool{},
+		reveal:  newRevealer(),
+		stop:    make(chan struct{}),
 	}
 	s.tracker = newMemTracker(s)
 	if reg != nil {
@@ -166,6 +170,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.log.Info("torrent client listening", "addr", s.addr)
+	go s.reveal.run(s.stop)
 	s.removeStaleIngests()
 	return nil
 }
@@ -218,6 +223,9 @@ func (s *Server) clientConfig() (*torrent.ClientConfig, error) {
 	cc.DisableAcceptRateLimiting = true
 	cc.MaxAllocPeerRequestDataPerConn = peerRequestBuffer
 	cc.Slogger = s.tlog
+	// Fleet clients (agents) get this node's pieces revealed a few at a
+	// time, so each piece leaves the node about once (reveal.go).
+	s.reveal.install(cc)
 	// Every torrent gets its own storage (addLocked); this default is never
 	// used, but without it the client would open a bolt database in the
 	// working directory.
@@ -280,6 +288,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stop)
 	cl := s.cl
 	s.blobs = map[string]*entry{}
 	s.mu.Unlock()

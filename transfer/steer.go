@@ -46,22 +46,23 @@ const steerInterval = 250 * time.Millisecond
 // pieces of other shares, so a share whose owner is gone, sees another set
 // of peers or does not steer still arrives.
 type steer struct {
-	t     *torrent.Torrent
-	self  torrent.PeerID
-	gate  *serverGate
-	order []int // this client's random order of the pieces
-	prio  []torrent.PiecePriority
-	avail []int // connected clients (not servers) holding each piece
-	ids   []torrent.PeerID
+	t      *torrent.Torrent
+	self   torrent.PeerID
+	gate   *serverGate
+	reveal *revealClient // nil: no node reveals
+	order  []int         // this client's random order of the pieces
+	prio   []torrent.PiecePriority
+	avail  []int // connected clients (not servers) holding each piece
+	ids    []torrent.PeerID
 }
 
 // steerExtra is how many server-only pieces of other shares a client wants
 // at once after its own share is done.
 const steerExtra = 1
 
-func newSteer(t *torrent.Torrent, self torrent.PeerID, gate *serverGate) *steer {
+func newSteer(t *torrent.Torrent, self torrent.PeerID, gate *serverGate, reveal *revealClient) *steer {
 	n := t.NumPieces()
-	st := &steer{t: t, self: self, gate: gate, order: rand.Perm(n),
+	st := &steer{t: t, self: self, gate: gate, reveal: reveal, order: rand.Perm(n),
 		prio: make([]torrent.PiecePriority, n), avail: make([]int, n)}
 	for i := range st.prio {
 		st.prio[i] = torrent.PiecePriorityNormal // what DownloadAll set
@@ -72,6 +73,12 @@ func newSteer(t *torrent.Torrent, self torrent.PeerID, gate *serverGate) *steer 
 // update re-plans the pieces' priorities from what the connected clients
 // hold now, and opens or narrows the servers' request queues to match.
 func (st *steer) update() {
+	if st.reveal != nil && st.reveal.active() {
+		// A node that reveals its pieces decides itself what each client
+		// takes from it (reveal.go): want everything, from whoever has it.
+		st.unsteer()
+		return
+	}
 	clear(st.avail)
 	st.ids = append(st.ids[:0], st.self)
 	n := len(st.prio)
@@ -100,6 +107,18 @@ func (st *steer) update() {
 	} else {
 		st.gate.limit.Store(serverReqsIdle)
 	}
+}
+
+// unsteer wants every piece at the normal priority, as DownloadAll did,
+// and opens the servers' request queues.
+func (st *steer) unsteer() {
+	for i, p := range st.prio {
+		if p != torrent.PiecePriorityNormal {
+			st.t.Piece(i).SetPriority(torrent.PiecePriorityNormal)
+			st.prio[i] = torrent.PiecePriorityNormal
+		}
+	}
+	st.gate.limit.Store(st.gate.busy)
 }
 
 // plan sets the priorities for the current avail and ids and returns how

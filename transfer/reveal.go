@@ -1,0 +1,352 @@
+package transfer
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	pp "github.com/anacrolix/torrent/peer_protocol"
+)
+
+// Super-seeding (BEP 16 in spirit, over an extension of our own): a server
+// node's uplink is the one link a fleet syncing at once shares, so each
+// piece should leave it about once and travel between clients after that.
+// The node sees every client's bitfield; a client sees only its own
+// neighbours. So the node decides what each client may take from it:
+//
+//   - A node advertises extSeed in its extended handshake. An agent that
+//     sees it ignores the node's bitfield and Have messages (it rewrites
+//     them to "have none" as they arrive) and learns the node's pieces only
+//     from reveals: extReveal messages carrying one piece index each, which
+//     it turns into Have messages. The library then requests from the node
+//     exactly the pieces the node revealed, and everything else from
+//     whichever client holds it.
+//   - An agent advertises extReveal. The node shows each such client a few
+//     pieces at a time (revealWindow in all, at least one each): first only
+//     pieces that no client holds and none is being sent, so the first copy
+//     of the image leaves the node once; once every piece is held by some
+//     client, the rarest piece the client lacks.
+//
+// Stock clients and older agents do not advertise extReveal and see the
+// node's real bitfield; nodes do not advertise it either, so servers fill
+// each other as before.
+const (
+	extSeed   pp.ExtensionName = "shoal_seed"
+	extReveal pp.ExtensionName = "shoal_reveal"
+)
+
+// revealWindow is how much revealed, not yet delivered data a node keeps
+// out across its clients: enough to keep its uplink busy while reveals
+// travel, little enough that a piece reaches its first client fast.
+const revealWindow = 8 << 20
+
+// revealStale: a revealed piece its client has not got after this long,
+// while the node sent that client nothing either, is taken as lost and may
+// be revealed to someone else.
+const revealStale = 10 * time.Second
+
+// revealMinGap spaces the node's reveal rounds; Haves wake it sooner than
+// the tick.
+const (
+	revealMinGap = 10 * time.Millisecond
+	revealTick   = 250 * time.Millisecond
+)
+
+// revealer is the node's side.
+type revealer struct {
+	window int // revealWindow; 0 reveals nothing (tests)
+	mu     sync.Mutex
+	conns  map[*torrent.PeerConn]*revealConn
+	wake   chan struct{}
+	sent   atomic.Int64 // reveals sent, for /metrics
+
+	orders map[*torrent.Torrent][]int // run goroutine only
+}
+
+// revealConn is what the node showed one client. Only the run goroutine
+// touches its fields after registration.
+type revealConn struct {
+	pc       *torrent.PeerConn
+	t        *torrent.Torrent
+	since    time.Time // extended handshake
+	ready    bool      // its bitfield (or have all / none) arrived; under revealer.mu
+	shown    []bool
+	shownAt  []time.Time
+	written  int64     // data bytes sent to the client, as last seen
+	progress time.Time // when that last grew
+}
+
+func newRevealer() *revealer {
+	return &revealer{window: revealWindow, conns: map[*torrent.PeerConn]*revealConn{}, wake: make(chan struct{}, 1),
+		orders: map[*torrent.Torrent][]int{}}
+}
+
+// install hooks the revealer into a node's client configuration.
+func (r *revealer) install(cc *torrent.ClientConfig) {
+	cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, func(pc *torrent.PeerConn) {
+		pc.LocalLtepProtocolMap.AddUserProtocol(extSeed)
+	})
+	cc.Callbacks.ReadExtendedHandshake = func(pc *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
+		if d.M[extReveal] == 0 || pc.Torrent() == nil {
+			return
+		}
+		r.mu.Lock()
+		if r.conns[pc] == nil {
+			now := time.Now()
+			r.conns[pc] = &revealConn{pc: pc, t: pc.Torrent(), since: now, progress: now}
+		}
+		r.mu.Unlock()
+	}
+	cc.Callbacks.PeerConnClosed = func(pc *torrent.PeerConn) {
+		r.mu.Lock()
+		delete(r.conns, pc)
+		r.mu.Unlock()
+	}
+	cc.Callbacks.ReadMessage = func(pc *torrent.PeerConn, m *pp.Message) {
+		if m.Keepalive {
+			return
+		}
+		switch m.Type {
+		case pp.Bitfield, pp.HaveAll, pp.HaveNone:
+			// What the client holds is known once the library has applied
+			// this message, which it does before it lets go of the lock
+			// the next round needs: reveal nothing it holds already.
+			r.mu.Lock()
+			if rc := r.conns[pc]; rc != nil {
+				rc.ready = true
+			}
+			r.mu.Unlock()
+			r.nudge()
+		case pp.Have:
+			r.nudge() // a client got a piece: it may take the next
+		}
+	}
+}
+
+func (r *revealer) nudge() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run reveals pieces until done is closed.
+func (r *revealer) run(done <-chan struct{}) {
+	tick := time.NewTicker(revealTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		case <-r.wake:
+		}
+		r.round(time.Now())
+		select {
+		case <-done:
+			return
+		case <-time.After(revealMinGap):
+		}
+	}
+}
+
+// round tops up every client's reveals. The library is only called with
+// r.mu released: its callbacks take r.mu under the client's lock.
+func (r *revealer) round(now time.Time) {
+	r.mu.Lock()
+	byT := map[*torrent.Torrent][]*revealConn{}
+	for _, rc := range r.conns {
+		// A client that never says what it holds is served all the same.
+		if rc.ready || now.Sub(rc.since) > time.Second {
+			byT[rc.t] = append(byT[rc.t], rc)
+		}
+	}
+	r.mu.Unlock()
+	for t, rcs := range byT {
+		r.roundTorrent(t, rcs, now)
+	}
+	for t := range r.orders {
+		if byT[t] == nil {
+			delete(r.orders, t) // no reveal clients left: forget the torrent
+		}
+	}
+}
+
+func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.Time) {
+	info := t.Info()
+	if info == nil {
+		return
+	}
+	n := t.NumPieces()
+	order := r.orders[t]
+	if len(order) != n {
+		// Each node its own order, so two nodes rarely send the same piece
+		// first.
+		order = rand.Perm(n)
+		r.orders[t] = order
+	}
+	ours := make([]bool, n)
+	all := t.Complete().Bool()
+	for i := range ours {
+		ours[i] = all || t.PieceState(i).Complete
+	}
+	held := make([][]bool, len(rcs))
+	holders := make([]int, n)
+	for c, rc := range rcs {
+		if len(rc.shown) != n {
+			rc.shown, rc.shownAt = make([]bool, n), make([]time.Time, n)
+		}
+		held[c] = make([]bool, n)
+		it := rc.pc.PeerPieces().Iterator()
+		for it.HasNext() {
+			if i := int(it.Next()); i < n {
+				held[c][i] = true
+				holders[i]++
+			}
+		}
+		st := rc.pc.Stats()
+		if w := st.BytesWrittenData.Int64(); w > rc.written {
+			rc.written, rc.progress = w, now
+		}
+	}
+	// Pieces on their way: shown to a client that lacks them, recently or
+	// while the node is still sending it data.
+	onWay := make([]int, n)
+	pending := make([]int, len(rcs))
+	for c, rc := range rcs {
+		active := now.Sub(rc.progress) < revealStale
+		for i, s := range rc.shown {
+			if s && !held[c][i] && (active || now.Sub(rc.shownAt[i]) < revealStale) {
+				onWay[i]++
+				pending[c]++
+			}
+		}
+	}
+	firstCopy := false // some piece of ours is held by no client yet
+	score := make([]int, n)
+	for i := range score {
+		score[i] = holders[i] + onWay[i]
+		if ours[i] && holders[i] == 0 {
+			firstCopy = true
+		}
+	}
+	k := max(1, r.window/(int(info.PieceLength)*len(rcs)))
+	if r.window == 0 {
+		k = 0
+	}
+	var buf [4]byte
+	for _, c := range rand.Perm(len(rcs)) {
+		rc := rcs[c]
+		for ; pending[c] < k; pending[c]++ {
+			i := pickReveal(order, ours, held[c], rc.shown, score, firstCopy)
+			if i < 0 {
+				break
+			}
+			binary.BigEndian.PutUint32(buf[:], uint32(i))
+			if rc.pc.WriteExtendedMessage(extReveal, buf[:]) != nil {
+				break
+			}
+			rc.shown[i], rc.shownAt[i] = true, now
+			score[i]++
+			r.sent.Add(1)
+		}
+	}
+}
+
+// pickReveal is the piece to show a client next, or -1: one the node has
+// (ours), the client lacks (held) and was not shown yet. While firstCopy
+// (some piece is held by no client) only pieces with score 0 (no client
+// holds it and none is being sent it) qualify, so the first copy leaves the
+// node once; after that the lowest score, the rarest. order breaks ties.
+func pickReveal(order []int, ours, held, shown []bool, score []int, firstCopy bool) int {
+	best := -1
+	for _, i := range order {
+		if !ours[i] || held[i] || shown[i] || (firstCopy && score[i] > 0) {
+			continue
+		}
+		if best < 0 || score[i] < score[best] {
+			best = i
+			if score[i] == 0 {
+				break
+			}
+		}
+	}
+	return best
+}
+
+// revealClient is the agent's side: it hides the bitfield of nodes that
+// advertise extSeed and turns their reveals into Have messages.
+type revealClient struct {
+	pieces int // in the one torrent the agent syncs
+	mu     sync.Mutex
+	conns  map[*torrent.PeerConn]bool
+}
+
+func newRevealClient(pieces int) *revealClient {
+	return &revealClient{pieces: pieces, conns: map[*torrent.PeerConn]bool{}}
+}
+
+func (rc *revealClient) added(pc *torrent.PeerConn) {
+	pc.LocalLtepProtocolMap.AddUserProtocol(extReveal)
+}
+
+func (rc *revealClient) handshake(pc *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
+	if d.M[extSeed] != 0 {
+		rc.mu.Lock()
+		rc.conns[pc] = true
+		rc.mu.Unlock()
+	}
+}
+
+func (rc *revealClient) closed(pc *torrent.PeerConn) {
+	rc.mu.Lock()
+	delete(rc.conns, pc)
+	rc.mu.Unlock()
+}
+
+// active: some connected node reveals its pieces.
+func (rc *revealClient) active() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.conns) > 0
+}
+
+// read rewrites a revealing node's piece announcements: its bitfield
+// becomes "none", its own Haves are dropped, and a reveal becomes a Have.
+// It runs under the client's lock, before the library handles m.
+func (rc *revealClient) read(pc *torrent.PeerConn, m *pp.Message) {
+	if m.Keepalive {
+		return
+	}
+	rc.mu.Lock()
+	on := rc.conns[pc]
+	rc.mu.Unlock()
+	if !on {
+		return
+	}
+	switch m.Type {
+	case pp.HaveAll:
+		*m = pp.Message{Type: pp.HaveNone}
+	case pp.Bitfield:
+		m.Bitfield = make([]bool, len(m.Bitfield))
+	case pp.Have:
+		*m = pp.Message{Keepalive: true}
+	case pp.Extended:
+		if m.ExtendedID == pp.HandshakeExtendedID {
+			return
+		}
+		name, _, err := pc.LocalLtepProtocolMap.LookupId(m.ExtendedID)
+		if err != nil || name != extReveal {
+			return
+		}
+		p := m.ExtendedPayload
+		if len(p) != 4 || int64(binary.BigEndian.Uint32(p)) >= int64(rc.pieces) {
+			*m = pp.Message{Keepalive: true} // malformed: ignore it
+			return
+		}
+		*m = pp.Message{Type: pp.Have, Index: pp.Integer(binary.BigEndian.Uint32(p))}
+	}
+}
