@@ -330,17 +330,14 @@ func finishTarget(path string, size int64) error {
 
 // syncer is one torrent client downloading into the target.
 type syncer struct {
-	cfg    SyncConfig
-	plan   *plan
-	cl     *torrent.Client
-	stor   storage.ClientImplCloser
-	pc     storage.PieceCompletion
-	t      *torrent.Torrent
-	peers  map[string]bool
-	fresh  bool // the target held nothing before this sync
-	gate   *serverGate
-	steer  *steer
-	reveal *revealClient
+	cfg   SyncConfig
+	plan  *plan
+	cl    *torrent.Client
+	stor  storage.ClientImplCloser
+	pc    storage.PieceCompletion
+	t     *torrent.Torrent
+	peers map[string]bool
+	fresh bool // the target held nothing before this sync
 }
 
 func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
@@ -372,17 +369,14 @@ func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
 		gate.handshake(pc, d)
 		rv.handshake(pc, d)
 	}
-	tc.Callbacks.ReadMessage = func(pc *torrent.PeerConn, m *pp.Message) {
-		rv.read(pc, m)
-		gate.read(pc, m)
-	}
+	tc.Callbacks.ReadMessage = rv.read
 	tc.Callbacks.PeerConnClosed = rv.closed
 	cl, err := torrent.NewClient(tc)
 	if err != nil {
 		stor.Close()
 		return nil, fmt.Errorf("torrent client on %s: %w", listen, err)
 	}
-	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}, gate: gate, reveal: rv}, nil
+	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}}, nil
 }
 
 func (s *syncer) close() {
@@ -414,8 +408,6 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 	rep.Pieces = t.NumPieces()
 	s.connect()
 	t.DownloadAll()
-	s.steer = newSteer(t, s.cl.PeerID(), s.gate, s.reveal)
-	s.steer.update()
 	if err := s.wait(ctx, report); err != nil {
 		return err
 	}
@@ -488,8 +480,6 @@ func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
 	defer tick.Stop()
 	last, lastAt := s.t.BytesCompleted(), time.Now()
 	start, webSeeds := time.Now(), false
-	steerTick := time.NewTicker(steerInterval)
-	defer steerTick.Stop()
 	for {
 		select {
 		case <-s.t.Complete().On():
@@ -497,8 +487,6 @@ func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
 		case <-ctx.Done():
 			return fmt.Errorf("sync interrupted at %d of %d bytes (run it again to resume): %w",
 				s.t.BytesCompleted(), s.t.Length(), ctx.Err())
-		case <-steerTick.C:
-			s.steer.update()
 		case <-tick.C:
 			s.maybeWebSeeds(start, &webSeeds)
 			s.notePeers()
