@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,6 +217,14 @@ func TestAgentSyncFetchesOnlyWhatDiffers(t *testing.T) {
 		t.Fatalf("single source, yet %d bytes reported wasted: %+v", rep.Wasted, rep)
 	}
 	t.Logf("empty target: fetched %d bytes in %.2fs from %v", rep.Fetched, rep.Seconds, rep.PeersUsed)
+	// The node revealed its pieces to the agent one by one (super-seeding):
+	// each exactly once, and each left the node exactly once.
+	for name, want := range map[string]int64{"shoal_transfer_reveals_total": int64(rep.Pieces), "shoal_transfer_bytes_uploaded_total": size} {
+		v, err := c.metric(n, name)
+		if got, _ := strconv.ParseFloat(v, 64); err != nil || int64(got) != want {
+			t.Fatalf("after one sync the node's %s = %q (%v), want %d", name, v, err, want)
+		}
+	}
 
 	// A target longer than the image (an older, bigger version) keeps its
 	// bytes until the copy is verified, then is cut to the image's size.

@@ -3,6 +3,7 @@ package transfer
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,11 +226,14 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 			}
 		}
 	}
-	firstCopy := false // some piece of ours is held by no client yet
+	// A piece's score: twice the copies out (held by clients or on their
+	// way), plus one while none has arrived anywhere, so a piece already held
+	// is duplicated before one whose first copy is still on its way.
 	score := make([]int, n)
+	firstCopy := false // some piece of ours has not left the node yet
 	for i := range score {
-		score[i] = holders[i] + onWay[i]
-		if ours[i] && holders[i] == 0 {
+		score[i] = revealScore(holders[i], onWay[i])
+		if ours[i] && score[i] == 0 {
 			firstCopy = true
 		}
 	}
@@ -237,8 +241,20 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 	if r.window == 0 {
 		k = 0
 	}
+	// The clients that hold least go first: once the first copy is out, the
+	// node's uplink is best spent on whoever is furthest behind.
+	count := make([]int, len(rcs))
+	for c := range held {
+		for _, h := range held[c] {
+			if h {
+				count[c]++
+			}
+		}
+	}
+	turn := rand.Perm(len(rcs))
+	slices.SortStableFunc(turn, func(a, b int) int { return count[a] - count[b] })
 	var buf [4]byte
-	for _, c := range rand.Perm(len(rcs)) {
+	for _, c := range turn {
 		rc := rcs[c]
 		for ; pending[c] < k; pending[c]++ {
 			i := pickReveal(order, ours, held[c], rc.shown, score, firstCopy)
@@ -250,17 +266,30 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 				break
 			}
 			rc.shown[i], rc.shownAt[i] = true, now
-			score[i]++
+			onWay[i]++
+			score[i] = revealScore(holders[i], onWay[i])
 			r.sent.Add(1)
 		}
 	}
 }
 
+// revealScore orders pieces for reveals once the first copy is out: 0 for
+// a piece no client holds or is being sent (only these are revealed while
+// any is left), then by copies out, a piece none has received yet after
+// one held with as many copies out.
+func revealScore(holders, onWay int) int {
+	s := 2 * (holders + onWay)
+	if holders == 0 && onWay > 0 {
+		s++
+	}
+	return s
+}
+
 // pickReveal is the piece to show a client next, or -1: one the node has
 // (ours), the client lacks (held) and was not shown yet. While firstCopy
-// (some piece is held by no client) only pieces with score 0 (no client
-// holds it and none is being sent it) qualify, so the first copy leaves the
-// node once; after that the lowest score, the rarest. order breaks ties.
+// (some piece has score 0: no client holds it and none is being sent it)
+// only those qualify, so the first copy leaves the node once; after that
+// the lowest score, the rarest. order breaks ties.
 func pickReveal(order []int, ours, held, shown []bool, score []int, firstCopy bool) int {
 	best := -1
 	for _, i := range order {

@@ -193,3 +193,13 @@ func TestRevealUnrevealedPiecesAreNotRequested(t *testing.T) {
 		t.Error("the second node revealed nothing, yet the agent completed")
 	}
 }
+
+func TestRevealScorePrefersHeldPieces(t *testing.T) {
+	if revealScore(0, 0) != 0 {
+		t.Fatal("a piece that has not left the node must score 0")
+	}
+	held, onWay, both := revealScore(1, 0), revealScore(0, 1), revealScore(1, 1)
+	if !(held < onWay && onWay < both) {
+		t.Fatalf("scores held %d, on its way %d, held and on its way %d: want them in that order", held, onWay, both)
+	}
+}
