@@ -330,14 +330,17 @@ func finishTarget(path string, size int64) error {
 
 // syncer is one torrent client downloading into the target.
 type syncer struct {
-	cfg   SyncConfig
-	plan  *plan
-	cl    *torrent.Client
-	stor  storage.ClientImplCloser
-	pc    storage.PieceCompletion
-	t     *torrent.Torrent
-	peers map[string]bool
-	fresh bool // the target held nothing before this sync
+	cfg    SyncConfig
+	plan   *plan
+	cl     *torrent.Client
+	stor   storage.ClientImplCloser
+	pc     storage.PieceCompletion
+	t      *torrent.Torrent
+	peers  map[string]bool
+	fresh  bool // the target held nothing before this sync
+	gate   *serverGate
+	upload *rate.Limiter // held back by pace while behind the other clients
+	pace   *pacer
 }
 
 func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
@@ -362,6 +365,9 @@ func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
 		Logger:          cfg.Logger,
 	})
 	tc.DefaultStorage = stor
+	// Our own limiter (the library's default one is shared by every client
+	// in the process); unlimited until the pacer holds uploads back.
+	tc.UploadRateLimiter = rate.NewLimiter(rate.Inf, peerRequestBuffer)
 	gate := newServerGate(p.peers, agentChunkSize)
 	rv := newRevealClient(int((p.blob.Size + p.blob.PieceLength - 1) / p.blob.PieceLength))
 	tc.Callbacks.PeerConnAdded = append(tc.Callbacks.PeerConnAdded, rv.added)
@@ -376,7 +382,7 @@ func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
 		stor.Close()
 		return nil, fmt.Errorf("torrent client on %s: %w", listen, err)
 	}
-	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}}, nil
+	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}, gate: gate, upload: tc.UploadRateLimiter}, nil
 }
 
 func (s *syncer) close() {
@@ -408,6 +414,7 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 	rep.Pieces = t.NumPieces()
 	s.connect()
 	t.DownloadAll()
+	s.pace = newPacer(t, s.gate, s.upload)
 	if err := s.wait(ctx, report); err != nil {
 		return err
 	}
@@ -487,7 +494,8 @@ func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
 		case <-ctx.Done():
 			return fmt.Errorf("sync interrupted at %d of %d bytes (run it again to resume): %w",
 				s.t.BytesCompleted(), s.t.Length(), ctx.Err())
-		case <-tick.C:
+		case now := <-tick.C:
+			s.pace.step(now)
 			s.maybeWebSeeds(start, &webSeeds)
 			s.notePeers()
 			done := s.t.BytesCompleted()
