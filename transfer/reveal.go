@@ -190,9 +190,12 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 		r.orders[t] = order
 	}
 	ours := make([]bool, n)
-	all := t.Complete().Bool()
-	for i := range ours {
-		ours[i] = all || t.PieceState(i).Complete
+	if t.Complete().Bool() {
+		for i := range ours {
+			ours[i] = true
+		}
+	} else {
+		completeRuns(t.PieceStateRuns(), ours) // one lock for all pieces, not one each
 	}
 	held := make([][]bool, len(rcs))
 	holders := make([]int, n)
@@ -270,6 +273,17 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 			score[i] = revealScore(holders[i], onWay[i])
 			r.sent.Add(1)
 		}
+	}
+}
+
+// completeRuns marks in ours the pieces the runs say are complete.
+func completeRuns(runs torrent.PieceStateRuns, ours []bool) {
+	i := 0
+	for _, run := range runs {
+		for j := i; j < i+run.Length && j < len(ours); j++ {
+			ours[j] = run.Complete
+		}
+		i += run.Length
 	}
 }
 

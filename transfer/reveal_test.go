@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/anacrolix/torrent"
@@ -201,5 +202,16 @@ func TestRevealScorePrefersHeldPieces(t *testing.T) {
 	held, onWay, both := revealScore(1, 0), revealScore(0, 1), revealScore(1, 1)
 	if !(held < onWay && onWay < both) {
 		t.Fatalf("scores held %d, on its way %d, held and on its way %d: want them in that order", held, onWay, both)
+	}
+}
+
+func TestCompleteRuns(t *testing.T) {
+	done := torrent.PieceState{}
+	done.Complete = true
+	runs := torrent.PieceStateRuns{{PieceState: done, Length: 2}, {Length: 1}, {PieceState: done, Length: 2}}
+	ours := make([]bool, 5)
+	completeRuns(runs, ours)
+	if want := []bool{true, true, false, true, true}; !slices.Equal(ours, want) {
+		t.Fatalf("complete pieces %v, want %v", ours, want)
 	}
 }
