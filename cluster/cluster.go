@@ -45,6 +45,10 @@ type Cluster struct {
 	trans *raft.NetworkTransport
 	raft  *raft.Raft
 	ml    *memberlist.Memberlist
+	// gossipSelf is this node's gossip address, read once at start:
+	// memberlist's LocalNode returns its own node struct, which it rewrites
+	// in place on every UpdateNode (a data race for readers).
+	gossipSelf string
 	// gossipMeta is what this node gossips about itself.
 	gossipMeta *delegate
 	pilot      *pilot
@@ -119,7 +123,7 @@ func (c *Cluster) Start() error {
 		autopilot.WithReconcileInterval(c.cfg.Timing.AutopilotInterval))
 	close(c.ready)
 	c.log.Info("cluster member started", "node", c.cfg.NodeName, "raft", c.raftAddr,
-		"gossip", c.ml.LocalNode().Address(), "http", c.httpAddr)
+		"gossip", c.gossipSelf, "http", c.httpAddr)
 	return nil
 }
 
@@ -237,6 +241,7 @@ func (c *Cluster) startGossip() error {
 		return fmt.Errorf("gossip listen %s: %w", c.cfg.GossipAddr, err)
 	}
 	c.ml = ml
+	c.gossipSelf = ml.LocalNode().Address() // nothing updates the node yet
 	return nil
 }
 

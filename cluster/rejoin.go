@@ -49,7 +49,7 @@ func (c *Cluster) gossipLoop(ctx context.Context) {
 // rejoinTargets says whom to contact: everyone known when this node is
 // alone, else only the failed members (whose failure may be a partition).
 func (c *Cluster) rejoinTargets() (targets []string, lonely bool) {
-	self := c.ml.LocalNode().Address()
+	self := c.gossipSelf
 	lonely = len(c.reg.alive()) <= 1
 	add := func(a string) {
 		if a != "" && a != self && !slices.Contains(targets, a) {
@@ -73,7 +73,7 @@ func (c *Cluster) rejoinTargets() (targets []string, lonely bool) {
 }
 
 func (c *Cluster) livePeers() []string {
-	self := c.ml.LocalNode().Address()
+	self := c.gossipSelf
 	var out []string
 	for _, m := range c.reg.alive() {
 		if m.GossipAddr != self {
