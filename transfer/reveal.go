@@ -58,7 +58,7 @@ const (
 
 // revealer is the node's side.
 type revealer struct {
-	window int // revealWindow; 0 reveals nothing (tests)
+	window atomic.Int64 // revealWindow; 0 reveals nothing (tests)
 	mu     sync.Mutex
 	conns  map[*torrent.PeerConn]*revealConn
 	wake   chan struct{}
@@ -81,8 +81,10 @@ type revealConn struct {
 }
 
 func newRevealer() *revealer {
-	return &revealer{window: revealWindow, conns: map[*torrent.PeerConn]*revealConn{}, wake: make(chan struct{}, 1),
+	r := &revealer{conns: map[*torrent.PeerConn]*revealConn{}, wake: make(chan struct{}, 1),
 		orders: map[*torrent.Torrent][]int{}}
+	r.window.Store(revealWindow)
+	return r
 }
 
 // install hooks the revealer into a node's client configuration.
@@ -240,8 +242,9 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 			firstCopy = true
 		}
 	}
-	k := max(1, r.window/(int(info.PieceLength)*len(rcs)))
-	if r.window == 0 {
+	window := int(r.window.Load())
+	k := max(1, window/(int(info.PieceLength)*len(rcs)))
+	if window == 0 {
 		k = 0
 	}
 	// The clients that hold least go first: once the first copy is out, the

@@ -174,7 +174,7 @@ func TestRevealUnrevealedPiecesAreNotRequested(t *testing.T) {
 	m := &mesh{}
 	a, b := startNode(t, cat, m, "", 0), startNode(t, cat, m, "", 0)
 	m.add(a.Server, b.Server)
-	a.reveal.window = 0 // set before any agent connects; only the reveal loop reads it
+	a.reveal.window.Store(0)
 	data := randomData(8, blobSize)
 	blob := ingestData(t, a.cfg.Dir, data)
 	if err := a.AddLocal(blob); err != nil {
