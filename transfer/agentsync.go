@@ -339,6 +339,7 @@ type syncer struct {
 	peers  map[string]bool
 	fresh  bool // the target held nothing before this sync
 	gate   *serverGate
+	reveal *revealClient
 	upload *rate.Limiter // held back by pace while behind the other clients
 	pace   *pacer
 }
@@ -382,7 +383,7 @@ func newSyncer(cfg SyncConfig, p *plan) (*syncer, error) {
 		stor.Close()
 		return nil, fmt.Errorf("torrent client on %s: %w", listen, err)
 	}
-	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}, gate: gate, upload: tc.UploadRateLimiter}, nil
+	return &syncer{cfg: cfg, plan: p, cl: cl, stor: stor, pc: pc, peers: map[string]bool{}, gate: gate, reveal: rv, upload: tc.UploadRateLimiter}, nil
 }
 
 func (s *syncer) close() {
@@ -414,7 +415,7 @@ func (s *syncer) run(ctx context.Context, rep *SyncReport, report func(SyncProgr
 	rep.Pieces = t.NumPieces()
 	s.connect()
 	t.DownloadAll()
-	s.pace = newPacer(t, s.gate, s.upload)
+	s.pace = newPacer(t, func(pc *torrent.PeerConn) bool { return s.gate.isServer(pc) || s.reveal.seed(pc) }, s.upload)
 	if err := s.wait(ctx, report); err != nil {
 		return err
 	}
@@ -490,6 +491,7 @@ func (s *syncer) wait(ctx context.Context, report func(SyncProgress)) error {
 	for {
 		select {
 		case <-s.t.Complete().On():
+			s.pace.finish()
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("sync interrupted at %d of %d bytes (run it again to resume): %w",

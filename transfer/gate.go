@@ -48,9 +48,10 @@ func (g *serverGate) isServer(pc *torrent.PeerConn) bool {
 }
 
 // handshake replaces the request queue length a server offers (reqq); the
-// library takes its cap at the peer from it.
+// library takes its cap at the peer from it. A node found through a tracker
+// rather than the server list says what it is by revealing its pieces.
 func (g *serverGate) handshake(pc *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
-	if g.isServer(pc) {
+	if g.isServer(pc) || d.M[extSeed] != 0 {
 		d.Reqq = g.busy
 	}
 }

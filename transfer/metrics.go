@@ -28,6 +28,10 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) error {
 			Name: "shoal_transfer_reveals_total",
 			Help: "Pieces this node revealed to fleet clients one at a time (super-seeding), so each leaves it about once.",
 		}, func() float64 { return float64(s.reveal.sent.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shoal_transfer_reveal_clients_total",
+			Help: "Agent connections that took this node's pieces as reveals.",
+		}, func() float64 { return float64(s.reveal.taken.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_transfer_blobs_wanted",
 			Help: "Blobs the catalogue wants on every server node.",

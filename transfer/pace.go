@@ -19,7 +19,7 @@ import (
 // and the complete ones that keep seeding, serve the others meanwhile.
 type pacer struct {
 	t       *torrent.Torrent
-	gate    *serverGate
+	server  func(*torrent.PeerConn) bool // server nodes are not in the pack
 	limit   *rate.Limiter
 	last    int64 // bytes uploaded at the last step
 	lastAt  time.Time
@@ -31,8 +31,14 @@ const (
 	paceFloor  = 1 << 20  // bytes/s
 )
 
-func newPacer(t *torrent.Torrent, gate *serverGate, limit *rate.Limiter) *pacer {
-	return &pacer{t: t, gate: gate, limit: limit, lastAt: time.Now()}
+func newPacer(t *torrent.Torrent, server func(*torrent.PeerConn) bool, limit *rate.Limiter) *pacer {
+	return &pacer{t: t, server: server, limit: limit, lastAt: time.Now()}
+}
+
+// finish lifts the limit: a complete client seeds at full speed.
+func (p *pacer) finish() {
+	p.limit.SetLimit(rate.Inf)
+	p.limited = false
 }
 
 // step runs on the agent's progress tick.
@@ -45,7 +51,7 @@ func (p *pacer) step(now time.Time) {
 	n := p.t.NumPieces()
 	var others []int
 	for _, pc := range p.t.PeerConns() {
-		if p.gate.isServer(pc) {
+		if p.server(pc) {
 			continue
 		}
 		if c := int(pc.PeerPieces().GetCardinality()); c < n {

@@ -26,7 +26,8 @@ import (
 //     exactly the pieces the node revealed, and everything else from
 //     whichever client holds it.
 //   - An agent advertises extReveal. The node shows each such client a few
-//     pieces at a time (revealWindow in all, at least one each): first only
+//     pieces at a time (revealWindow per blob in all, at least one piece
+//     each): first only
 //     pieces that no client holds and none is being sent, so the first copy
 //     of the image leaves the node once; once every piece is held by some
 //     client, the rarest piece the client lacks.
@@ -39,8 +40,8 @@ const (
 	extReveal pp.ExtensionName = "shoal_reveal"
 )
 
-// revealWindow is how much revealed, not yet delivered data a node keeps
-// out across its clients: enough to keep its uplink busy while reveals
+// revealWindow is how much revealed, not yet delivered data of one blob a
+// node keeps out across its clients (at least one piece each): enough to keep its uplink busy while reveals
 // travel, little enough that a piece reaches its first client fast.
 const revealWindow = 8 << 20
 
@@ -63,6 +64,7 @@ type revealer struct {
 	conns  map[*torrent.PeerConn]*revealConn
 	wake   chan struct{}
 	sent   atomic.Int64 // reveals sent, for /metrics
+	taken  atomic.Int64 // agent connections that took reveals, for /metrics
 
 	orders map[*torrent.Torrent][]int // run goroutine only
 }
@@ -90,7 +92,7 @@ func newRevealer() *revealer {
 // install hooks the revealer into a node's client configuration.
 func (r *revealer) install(cc *torrent.ClientConfig) {
 	cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, func(pc *torrent.PeerConn) {
-		pc.LocalLtepProtocolMap.AddUserProtocol(extSeed)
+		addExtension(pc, extSeed)
 	})
 	cc.Callbacks.ReadExtendedHandshake = func(pc *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
 		if d.M[extReveal] == 0 || pc.Torrent() == nil {
@@ -100,6 +102,7 @@ func (r *revealer) install(cc *torrent.ClientConfig) {
 		if r.conns[pc] == nil {
 			now := time.Now()
 			r.conns[pc] = &revealConn{pc: pc, t: pc.Torrent(), since: now, progress: now}
+			r.taken.Add(1)
 		}
 		r.mu.Unlock()
 	}
@@ -336,7 +339,17 @@ func newRevealClient(pieces int) *revealClient {
 }
 
 func (rc *revealClient) added(pc *torrent.PeerConn) {
-	pc.LocalLtepProtocolMap.AddUserProtocol(extReveal)
+	addExtension(pc, extReveal)
+}
+
+// addExtension advertises ext on pc. The connection starts out pointing at
+// the client's shared map, which the library says not to modify: give it
+// its own copy.
+func addExtension(pc *torrent.PeerConn, ext pp.ExtensionName) {
+	m := *pc.LocalLtepProtocolMap
+	m.Index = slices.Clone(m.Index)
+	m.AddUserProtocol(ext)
+	pc.LocalLtepProtocolMap = &m
 }
 
 func (rc *revealClient) handshake(pc *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
@@ -353,13 +366,6 @@ func (rc *revealClient) closed(pc *torrent.PeerConn) {
 	rc.mu.Unlock()
 }
 
-// active: some connected node reveals its pieces.
-func (rc *revealClient) active() bool {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return len(rc.conns) > 0
-}
-
 // read rewrites a revealing node's piece announcements: its bitfield
 // becomes "none", its own Haves are dropped, and a reveal becomes a Have.
 // It runs under the client's lock, before the library handles m.
@@ -367,10 +373,12 @@ func (rc *revealClient) read(pc *torrent.PeerConn, m *pp.Message) {
 	if m.Keepalive {
 		return
 	}
-	rc.mu.Lock()
-	on := rc.conns[pc]
-	rc.mu.Unlock()
-	if !on {
+	switch m.Type {
+	case pp.HaveAll, pp.Bitfield, pp.Have, pp.Extended:
+	default:
+		return // requests, pieces and the rest pass untouched
+	}
+	if !rc.seed(pc) {
 		return
 	}
 	switch m.Type {
@@ -388,11 +396,22 @@ func (rc *revealClient) read(pc *torrent.PeerConn, m *pp.Message) {
 		if err != nil || name != extReveal {
 			return
 		}
+		n := rc.pieces
+		if t := pc.Torrent(); t != nil && t.Info() != nil {
+			n = t.NumPieces() // what the library will check the Have against
+		}
 		p := m.ExtendedPayload
-		if len(p) != 4 || int64(binary.BigEndian.Uint32(p)) >= int64(rc.pieces) {
+		if len(p) != 4 || int64(binary.BigEndian.Uint32(p)) >= int64(n) {
 			*m = pp.Message{Keepalive: true} // malformed: ignore it
 			return
 		}
 		*m = pp.Message{Type: pp.Have, Index: pp.Integer(binary.BigEndian.Uint32(p))}
 	}
+}
+
+// seed: pc is a node that reveals its pieces.
+func (rc *revealClient) seed(pc *torrent.PeerConn) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.conns[pc]
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	pp "github.com/anacrolix/torrent/peer_protocol"
+	"golang.org/x/time/rate"
 
 	"github.com/shoal-project/shoal/cluster/catalog"
 )
@@ -63,8 +64,8 @@ func TestRevealClientRewritesOnlyRevealingPeers(t *testing.T) {
 	node, other := fakeConn(), fakeConn()
 	rc.handshake(node, &pp.ExtendedHandshakeMessage{M: map[pp.ExtensionName]pp.ExtensionNumber{extSeed: 7}})
 	rc.handshake(other, &pp.ExtendedHandshakeMessage{M: map[pp.ExtensionName]pp.ExtensionNumber{"ut_metadata": 2}})
-	if !rc.active() {
-		t.Fatal("a node advertising the extension is not taken as revealing")
+	if !rc.seed(node) || rc.seed(other) {
+		t.Fatal("only the peer advertising the extension is a revealing node")
 	}
 	reveal := func(p []byte) pp.Message { return pp.Message{Type: pp.Extended, ExtendedID: 1, ExtendedPayload: p} }
 	idx := func(i uint32) []byte { return binary.BigEndian.AppendUint32(nil, i) }
@@ -99,14 +100,15 @@ func TestRevealClientRewritesOnlyRevealingPeers(t *testing.T) {
 		t.Errorf("a peer without the extension had its have-all rewritten to %v", m.Type)
 	}
 	rc.closed(node)
-	if rc.active() {
+	if rc.seed(node) {
 		t.Error("still revealing after the node's connection closed")
 	}
 }
 
 // syncFrom runs an agent's sync of blob into a new file, with peers as the
-// torrent addresses it is given, and returns the report and the target.
-func syncFrom(t *testing.T, blob catalog.Blob, peers ...string) (SyncReport, string) {
+// torrent addresses it is given, and returns the report, the target and
+// the (closed) syncer; setup, if set, runs before the sync starts.
+func syncFrom(t *testing.T, blob catalog.Blob, setup func(*syncer), peers ...string) (SyncReport, string, *syncer) {
 	t.Helper()
 	target := filepath.Join(t.TempDir(), "disk.img")
 	fresh, err := prepareTarget(target, blob.Size)
@@ -120,13 +122,16 @@ func syncFrom(t *testing.T, blob catalog.Blob, peers ...string) (SyncReport, str
 	}
 	s.fresh = fresh
 	defer s.close()
+	if setup != nil {
+		setup(s)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	rep := SyncReport{Size: blob.Size}
 	if err := s.run(ctx, &rep, func(SyncProgress) {}); err != nil {
 		t.Fatal(err)
 	}
-	return rep, target
+	return rep, target, s
 }
 
 func targetSum(t *testing.T, path string) string {
@@ -150,7 +155,11 @@ func TestRevealSingleAgent(t *testing.T) {
 	}
 	cat.setCurrent("img", blob)
 	waitFor(t, waitLong, "the node to verify its blob", func() bool { return haveBlob(a.Server, blob.ID) })
-	rep, target := syncFrom(t, blob, a.Addr())
+	// An upload limit the pacer left on is lifted once the copy is complete.
+	rep, target, s := syncFrom(t, blob, func(s *syncer) { s.upload.SetLimit(1 << 20) }, a.Addr())
+	if s.upload.Limit() != rate.Inf {
+		t.Errorf("upload limit %v after the sync, want none: a complete client seeds at full speed", s.upload.Limit())
+	}
 	if targetSum(t, target) != sumOf(data) {
 		t.Fatal("synced target differs from the blob")
 	}
@@ -183,12 +192,15 @@ func TestRevealUnrevealedPiecesAreNotRequested(t *testing.T) {
 	cat.setCurrent("img", blob)
 	waitFor(t, waitLong, "the second node to fill itself from the first", func() bool { return haveBlob(b.Server, blob.ID) })
 	before := a.metric(t, "shoal_transfer_bytes_uploaded_total")
-	_, target := syncFrom(t, blob, a.Addr(), b.Addr())
+	_, target, _ := syncFrom(t, blob, nil, a.Addr(), b.Addr())
 	if targetSum(t, target) != sumOf(data) {
 		t.Fatal("synced target differs from the blob")
 	}
 	if got := a.metric(t, "shoal_transfer_bytes_uploaded_total") - before; got != 0 {
 		t.Errorf("the node that revealed nothing sent the agent %v bytes, want 0", got)
+	}
+	if got := a.metric(t, "shoal_transfer_reveal_clients_total"); got != 1 {
+		t.Errorf("the node that revealed nothing saw %v agent connections, want 1 (else it proves nothing)", got)
 	}
 	if got := b.metric(t, "shoal_transfer_reveals_total"); got == 0 {
 		t.Error("the second node revealed nothing, yet the agent completed")
