@@ -203,6 +203,7 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 		completeRuns(t.PieceStateRuns(), ours) // one lock for all pieces, not one each
 	}
 	held := make([][]bool, len(rcs))
+	count := make([]int, len(rcs)) // pieces each client holds
 	holders := make([]int, n)
 	for c, rc := range rcs {
 		if len(rc.shown) != n {
@@ -214,6 +215,7 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 			if i := int(it.Next()); i < n {
 				held[c][i] = true
 				holders[i]++
+				count[c]++
 			}
 		}
 		st := rc.pc.Stats()
@@ -252,14 +254,6 @@ func (r *revealer) roundTorrent(t *torrent.Torrent, rcs []*revealConn, now time.
 	}
 	// The clients that hold least go first: once the first copy is out, the
 	// node's uplink is best spent on whoever is furthest behind.
-	count := make([]int, len(rcs))
-	for c := range held {
-		for _, h := range held[c] {
-			if h {
-				count[c]++
-			}
-		}
-	}
 	turn := rand.Perm(len(rcs))
 	slices.SortStableFunc(turn, func(a, b int) int { return count[a] - count[b] })
 	var buf [4]byte
