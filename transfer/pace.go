@@ -18,12 +18,11 @@ import (
 // behind; once it has caught up the limit is lifted. The clients ahead,
 // and the complete ones that keep seeding, serve the others meanwhile.
 type pacer struct {
-	t       *torrent.Torrent
-	server  func(*torrent.PeerConn) bool // server nodes are not in the pack
-	limit   *rate.Limiter
-	last    int64 // bytes uploaded at the last step
-	lastAt  time.Time
-	limited bool
+	t      *torrent.Torrent
+	server func(*torrent.PeerConn) bool // server nodes are not in the pack
+	limit  *rate.Limiter
+	last   int64 // bytes uploaded at the last step
+	lastAt time.Time
 }
 
 const (
@@ -38,7 +37,6 @@ func newPacer(t *torrent.Torrent, server func(*torrent.PeerConn) bool, limit *ra
 // finish lifts the limit: a complete client seeds at full speed.
 func (p *pacer) finish() {
 	p.limit.SetLimit(rate.Inf)
-	p.limited = false
 }
 
 // step runs on the agent's progress tick.
@@ -59,25 +57,23 @@ func (p *pacer) step(now time.Time) {
 		}
 	}
 	own := st.PiecesComplete
-	lim, on := nextUploadLimit(p.limit.Limit(), p.limited, rateNow, own < n && behindPack(own, others, n))
-	if lim != p.limit.Limit() {
+	if lim := nextUploadLimit(p.limit.Limit(), rateNow, own < n && behindPack(own, others, n)); lim != p.limit.Limit() {
 		p.limit.SetLimit(lim)
 	}
-	p.limited = on
 }
 
 // nextUploadLimit: while behind, half the upload rate just measured, or
-// half the current limit if that is lower, never below paceFloor; once
-// caught up, no limit.
-func nextUploadLimit(cur rate.Limit, limited bool, rateNow float64, behind bool) (rate.Limit, bool) {
+// half the current limit (cur) if that is lower, never below paceFloor;
+// once caught up, no limit (rate.Inf).
+func nextUploadLimit(cur rate.Limit, rateNow float64, behind bool) rate.Limit {
 	if !behind {
-		return rate.Inf, false
+		return rate.Inf
 	}
 	next := rateNow / 2
-	if limited {
+	if cur != rate.Inf {
 		next = min(next, float64(cur)/2)
 	}
-	return rate.Limit(max(next, paceFloor)), true
+	return rate.Limit(max(next, paceFloor))
 }
 
 // behindPack: own is more than paceBehind of n pieces behind the median of

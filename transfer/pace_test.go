@@ -27,20 +27,20 @@ func TestBehindPack(t *testing.T) {
 }
 
 func TestNextUploadLimit(t *testing.T) {
-	lim, on := nextUploadLimit(rate.Inf, false, 12e6, true)
-	if !on || lim != 6e6 {
-		t.Fatalf("falling behind at 12 MB/s: limit %v (on %v), want 6e6", lim, on)
+	lim := nextUploadLimit(rate.Inf, 12e6, true)
+	if lim != 6e6 {
+		t.Fatalf("falling behind at 12 MB/s: limit %v, want 6e6", lim)
 	}
-	lim, on = nextUploadLimit(lim, on, 6e6, true)
-	if !on || lim != 3e6 {
+	lim = nextUploadLimit(lim, 6e6, true)
+	if lim != 3e6 {
 		t.Fatalf("still behind: limit %v, want 3e6 (halved again)", lim)
 	}
-	lim, _ = nextUploadLimit(1.5e6, true, 1e6, true)
+	lim = nextUploadLimit(1.5e6, 1e6, true)
 	if lim != paceFloor {
 		t.Fatalf("limit %v, want the floor %v", lim, paceFloor)
 	}
-	lim, on = nextUploadLimit(lim, true, 1e6, false)
-	if on || lim != rate.Inf {
-		t.Fatalf("caught up: limit %v (on %v), want none", lim, on)
+	lim = nextUploadLimit(lim, 1e6, false)
+	if lim != rate.Inf {
+		t.Fatalf("caught up: limit %v, want none", lim)
 	}
 }
